@@ -1,0 +1,183 @@
+"""Ingestion: every hourly count of every Paris counter, one overwritable partition per day."""
+
+
+from datetime import datetime
+
+import dagster as dg
+import pandas as pd
+
+from bike_assets.partitions import daily_partitions
+from bike_assets.resources.warehouse import partition_expr
+from bike_assets.schema import KEY_COLUMNS, schema_problems
+from bike_assets.settings import PARIS_TZ, Settings
+from bike_assets.sources.base import CountsSource
+
+_settings = Settings.from_env()
+_STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
+
+
+def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
+    shown = frame.head(rows).astype(str)
+    return dg.MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "_no rows_")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="ingestion",
+    kinds={"python", _STORE_KIND},
+    pool="paris_api",
+    metadata={"partition_expr": partition_expr(_settings.env)},
+    description=(
+        "Hourly counts of every counter channel, one partition per Paris-local day "
+        "(23 or 25 hours on DST days). Re-materializing a day replaces its rows."
+    ),
+)
+def raw_counts(context: dg.AssetExecutionContext, source: CountsSource) -> pd.DataFrame:
+    window = context.partition_time_window
+    start: datetime = window.start
+    end: datetime = window.end
+    batch = source.fetch(start, end)
+    frame = batch.frame
+    # The source answers for [start, end); anything else would leak into a neighbour partition.
+    inside = (frame["timestamp"] >= pd.Timestamp(start)) & (frame["timestamp"] < pd.Timestamp(end))
+    outside = int((~inside).sum())
+    frame = frame.loc[inside].reset_index(drop=True)
+    drop_reasons = dict(batch.drop_reasons)
+    if outside:
+        drop_reasons["outside_window"] = outside
+
+    local = frame["timestamp"].dt.tz_convert(PARIS_TZ)
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(frame),
+            "counters_seen": int(frame["counter_id"].nunique()),
+            "window": f"[{start.isoformat()}, {end.isoformat()})",
+            "first_hour": str(local.min()) if len(frame) else "",
+            "last_hour": str(local.max()) if len(frame) else "",
+            "dropped_records": batch.dropped + outside,
+            "drop_reasons": dg.MetadataValue.json(drop_reasons),
+            "source": type(source).__name__,
+            "api_requests": batch.requests,
+            "preview": _preview(frame),
+        }
+    )
+    return frame
+
+
+@dg.asset(
+    group_name="ingestion",
+    kinds={"python", _STORE_KIND},
+    description="One row per counter: names, site, coordinates, installation date, first/last seen.",
+)
+def counters(context: dg.AssetExecutionContext, raw_counts: pd.DataFrame) -> pd.DataFrame:
+    if raw_counts.empty:
+        table = pd.DataFrame(
+            columns=["counter_id", "counter_name", "site_id", "site_name", "lat", "lon",
+                     "installation_date", "first_seen", "last_seen", "rows"]
+        )
+    else:
+        ordered = raw_counts.sort_values("timestamp")
+        grouped = ordered.groupby("counter_id", sort=True)
+        table = grouped.agg(
+            counter_name=("counter_name", "last"),
+            site_id=("site_id", "last"),
+            site_name=("site_name", "last"),
+            lat=("lat", "last"),
+            lon=("lon", "last"),
+            installation_date=("installation_date", "last"),
+            first_seen=("timestamp", "min"),
+            last_seen=("timestamp", "max"),
+            rows=("count", "size"),
+        ).reset_index()
+    context.add_output_metadata(
+        {
+            "dagster/row_count": len(table),
+            "sites": int(table["site_id"].nunique()) if len(table) else 0,
+            "preview": _preview(table, 10),
+        }
+    )
+    return table
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def check_schema(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    problems = schema_problems(frame)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems), "rows": len(frame)},
+    )
+
+
+def check_counts(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    values = frame["count"]
+    integral = pd.api.types.is_integer_dtype(values)
+    negative = int((values < 0).sum()) if integral else -1
+    missing = int(values.isna().sum())
+    return dg.AssetCheckResult(
+        passed=bool(integral and negative == 0 and missing == 0),
+        metadata={"integer_dtype": bool(integral), "negative": negative, "missing": missing},
+    )
+
+
+def check_unique_keys(frame: pd.DataFrame) -> dg.AssetCheckResult:
+    duplicates = int(frame.duplicated(KEY_COLUMNS).sum())
+    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+
+
+def check_completeness(frame: pd.DataFrame, warn_below: float) -> dg.AssetCheckResult:
+    """Present rows / (counters seen x Paris-local hours) for each day in the frame."""
+    if frame.empty:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"reason": "no rows at all for this window"},
+        )
+    local = frame["timestamp"].dt.tz_convert(PARIS_TZ)
+    days = local.dt.strftime("%Y-%m-%d")
+    n_counters = frame["counter_id"].nunique()
+    per_day = []
+    for day, rows in frame.groupby(days):
+        day_start = pd.Timestamp(str(day), tz=PARIS_TZ)
+        # A calendar day in Paris lasts 23, 24 or 25 hours.
+        hours = int(((day_start + pd.DateOffset(days=1)) - day_start) / pd.Timedelta(hours=1))
+        expected = hours * n_counters
+        per_day.append({"day": str(day), "hours": hours, "expected": expected,
+                        "present": len(rows), "ratio": round(len(rows) / expected, 4)})
+    table = pd.DataFrame(per_day)
+    worst = float(table["ratio"].min())
+    return dg.AssetCheckResult(
+        passed=worst >= warn_below,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "worst_day_ratio": worst,
+            "threshold": warn_below,
+            "per_day": dg.MetadataValue.md(table.to_markdown(index=False)),
+        },
+    )
+
+
+@dg.asset_check(asset=raw_counts, blocking=True, description="Tidy columns and dtypes.")
+def raw_counts_schema(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
+    return check_schema(raw_counts)
+
+
+@dg.asset_check(asset=raw_counts, blocking=True, description="Counts are non-negative integers.")
+def raw_counts_non_negative_integers(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
+    return check_counts(raw_counts)
+
+
+@dg.asset_check(asset=raw_counts, blocking=True, description="One row per (counter_id, timestamp).")
+def raw_counts_unique_keys(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
+    return check_unique_keys(raw_counts)
+
+
+@dg.asset_check(
+    asset=raw_counts,
+    description="Hours x counters present vs expected per Paris day; WARN below COMPLETENESS_WARN.",
+)
+def raw_counts_completeness(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
+    return check_completeness(raw_counts, Settings.from_env().thresholds.completeness_warn)
+

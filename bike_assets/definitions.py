@@ -1,0 +1,30 @@
+"""The `bike_assets` code location: assembled here, defined in the domain modules."""
+
+import dagster as dg
+
+from bike_assets.assets import champion, datasets, evaluation, ingestion, training
+from bike_assets.jobs import counters_job, ingest_job, retrain_job, rollback_champion_job
+from bike_assets.resources.factory import build_resources
+from bike_assets.schedules import daily_ingest_schedule
+from bike_assets.settings import Settings
+
+defs = dg.Definitions(
+    assets=[
+        ingestion.raw_counts,
+        ingestion.counters,
+        datasets.splits,
+        training.challenger_model,
+        evaluation.evaluation_report,
+        champion.champion,
+    ],
+    asset_checks=[
+        ingestion.raw_counts_schema,
+        ingestion.raw_counts_non_negative_integers,
+        ingestion.raw_counts_unique_keys,
+        ingestion.raw_counts_completeness,
+        evaluation.challenger_is_sane,
+    ],
+    jobs=[ingest_job, counters_job, retrain_job, rollback_champion_job],
+    schedules=[daily_ingest_schedule],
+    resources=build_resources(Settings.from_env()),
+)

@@ -1,0 +1,95 @@
+"""Jobs: what runs together."""
+
+import dagster as dg
+
+from bike_assets.assets.champion import log_promotion
+from bike_assets.ml.pointer import ChampionPointer
+from bike_assets.resources.alerts import DiscordResource
+from bike_assets.resources.champion_store import ChampionStore
+from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.tracking import MlflowTracking
+from bike_assets.resources.warehouse import Warehouse
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets("raw_counts"),
+    description="Fetch Paris-local days of counts into raw_counts (one run for a range).",
+)
+
+counters_job = dg.define_asset_job(
+    "counters_job",
+    selection=dg.AssetSelection.assets("counters"),
+    description="Rebuild the counters table from every ingested day.",
+)
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.assets(
+        "train_baseline", "test_baseline", "train_current", "test_current",
+        "challenger_model", "evaluation_report", "champion",
+    ),
+    description="splits -> challenger -> evaluation (vs champion and naive) -> champion pointer.",
+)
+
+
+class RollbackConfig(dg.Config):
+    version: str | None = None  # default: the champion before the current one
+
+
+@dg.op(description="Point the champion back at an earlier model version (logged as ROLLBACK).")
+def rollback_champion(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    champion_store: ChampionStore,
+    model_store: ModelStore,
+    tracking: MlflowTracking,
+    warehouse: Warehouse,
+    alerts: DiscordResource,
+) -> str:
+    try:
+        current = champion_store.read()
+    except Exception as exc:
+        context.log.warning("current pointer is broken (%s); rolling back over it", exc)
+        current = None
+    previous = (current.previous if current else None) or {}
+    target = config.version or previous.get("version")
+    if not target:
+        raise dg.Failure("no previous champion to roll back to; pass config version=<N>")
+    if current is not None and target == current.version:
+        raise dg.Failure(f"version {target} is already the champion")
+    model_uri = (
+        previous["model_uri"] if previous.get("version") == target else model_store.uri_for(target)
+    )
+    try:
+        model_store.load(model_uri)  # never point the server at something it cannot load
+    except Exception as exc:
+        raise dg.Failure(f"cannot roll back to version {target}: {model_uri}: {exc}") from exc
+    pointer = ChampionPointer(
+        version=str(target),
+        model_uri=model_uri,
+        trained_range=dict(previous.get("trained_range") or {})
+        if previous.get("version") == target else {},
+        metrics={"rolled_back_from": current.version if current else None},
+        previous=current.summary() if current else None,
+    )
+    champion_store.write(pointer)
+    tracking.set_champion(str(target))
+    reason = f"rollback from {current.version if current else 'none'} to {target}"
+    log_promotion(
+        warehouse,
+        run_id=context.run_id,
+        decision="ROLLBACK",
+        reason=reason,
+        forced=True,
+        challenger_version=None,
+        previous_version=current.version if current else None,
+        champion_version=str(target),
+    )
+    alerts.send("Champion rolled back", reason, level="warning", dedup_key=f"rollback:{context.run_id}")
+    context.log.info(reason)
+    return str(target)
+
+
+@dg.job(description="Move the champion pointer back (config: version, default the previous one).")
+def rollback_champion_job() -> None:
+    rollback_champion()

@@ -1,0 +1,114 @@
+"""Time-based splits: the only kind this platform makes.
+
+Timeline (Paris-local days, every window half-open):
+
+    [ train_baseline | test_baseline ][ train_current | test_current ]
+    `------ frozen baseline --------'  `------ current window -------'
+
+The baseline window is frozen by `baseline_start`/`baseline_end` (the regression check: a new
+model must still work on the old weeks); the current window slides with the data (the
+improvement check). No training row is later than any test row of the same split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pandas as pd
+
+from bike_assets.settings import PARIS_TZ
+
+
+class NotEnoughDataError(ValueError):
+    """Too few days for the requested windows; says how much is needed and how much exists."""
+
+
+@dataclass(frozen=True)
+class SplitWindows:
+    test_current_days: int = 7
+    train_current_days: int = 28
+    test_baseline_days: int = 14
+    min_train_baseline_days: int = 14
+    baseline_start: date | None = None
+    baseline_end: date | None = None  # exclusive; default: where train_current starts
+    end: date | None = None  # exclusive; default: the day after the last ingested hour
+
+    @property
+    def days_needed(self) -> int:
+        return (
+            self.test_current_days
+            + self.train_current_days
+            + self.test_baseline_days
+            + self.min_train_baseline_days
+        )
+
+
+@dataclass(frozen=True)
+class Splits:
+    train_baseline: pd.DataFrame
+    test_baseline: pd.DataFrame
+    train_current: pd.DataFrame
+    test_current: pd.DataFrame
+    ranges: dict[str, tuple[date, date]]  # name -> [first day, end day)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {
+            "train_baseline": self.train_baseline,
+            "test_baseline": self.test_baseline,
+            "train_current": self.train_current,
+            "test_current": self.test_current,
+        }
+
+
+def _at(day: date) -> pd.Timestamp:
+    return pd.Timestamp(day.isoformat(), tz=PARIS_TZ).tz_convert("UTC")
+
+
+def _between(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    mask = (frame["timestamp"] >= _at(start)) & (frame["timestamp"] < _at(end))
+    return frame.loc[mask].reset_index(drop=True)
+
+
+def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
+    if raw.empty:
+        raise NotEnoughDataError(
+            f"raw_counts is empty: need at least {windows.days_needed} days of counts "
+            "(ingest them first: dagster asset materialize --select raw_counts --partition-range ...)"
+        )
+    local_days = raw["timestamp"].dt.tz_convert(PARIS_TZ).dt.date
+    first_day, last_day = local_days.min(), local_days.max()
+    end = windows.end or (last_day + timedelta(days=1))
+    have = (end - first_day).days
+    if have < windows.days_needed:
+        raise NotEnoughDataError(
+            f"need at least {windows.days_needed} days of raw_counts "
+            f"({windows.min_train_baseline_days} train_baseline + {windows.test_baseline_days} "
+            f"test_baseline + {windows.train_current_days} train_current + "
+            f"{windows.test_current_days} test_current), found {have} "
+            f"({first_day} to {end - timedelta(days=1)})"
+        )
+    test_current_start = end - timedelta(days=windows.test_current_days)
+    train_current_start = test_current_start - timedelta(days=windows.train_current_days)
+    baseline_end = windows.baseline_end or train_current_start
+    baseline_end = min(baseline_end, train_current_start)
+    baseline_start = max(windows.baseline_start or first_day, first_day)
+    test_baseline_start = baseline_end - timedelta(days=windows.test_baseline_days)
+    baseline_train_days = (test_baseline_start - baseline_start).days
+    if baseline_train_days < windows.min_train_baseline_days:
+        raise NotEnoughDataError(
+            f"the baseline window {baseline_start} to {baseline_end} leaves "
+            f"{max(baseline_train_days, 0)} days for train_baseline, need "
+            f"{windows.min_train_baseline_days}"
+        )
+    ranges = {
+        "train_baseline": (baseline_start, test_baseline_start),
+        "test_baseline": (test_baseline_start, baseline_end),
+        "train_current": (train_current_start, test_current_start),
+        "test_current": (test_current_start, end),
+    }
+    frames = {name: _between(raw, a, b) for name, (a, b) in ranges.items()}
+    for name, frame in frames.items():
+        if frame.empty:
+            raise NotEnoughDataError(f"{name} ({ranges[name][0]} to {ranges[name][1]}) has no rows")
+    return Splits(ranges=ranges, **frames)

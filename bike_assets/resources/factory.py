@@ -1,0 +1,93 @@
+"""Choose every resource's implementation from the settings (`BIKE_ENV`, `BIKE_SOURCE`).
+
+This is the only place that knows local vs GCP, so assets only see typed resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from bike_assets.resources.alerts import DiscordResource
+from bike_assets.resources.batch_metrics import BatchMetricsResource
+from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.tracking import MlflowTracking
+from bike_assets.resources.warehouse import (
+    SCHEMA,
+    BigQueryWarehouse,
+    DuckDBWarehouse,
+    TidyDuckDBPandasIOManager,
+)
+from bike_assets.settings import Settings
+from bike_assets.sources.base import CountsSource
+
+
+def build_source(settings: Settings) -> CountsSource:
+    if settings.source == "paris":
+        from bike_assets.sources.paris_api import ParisOpenDataClient
+
+        return ParisOpenDataClient(
+            base_url=settings.paris_url,
+            timeout_s=settings.paris_timeout_s,
+            max_retries=settings.paris_max_retries,
+            retry_budget_s=settings.paris_retry_budget_s,
+        )
+    from bike_assets.sources.synthetic import SyntheticCounts
+
+    return SyntheticCounts(
+        seed=settings.synthetic_seed,
+        n_counters=settings.synthetic_counters,
+        drift_date=settings.synthetic_drift_date.isoformat() if settings.synthetic_drift_date else None,
+        drift_kind=settings.synthetic_drift_kind,
+    )
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "source": build_source(settings),
+        "alerts": DiscordResource(
+            webhook_url=settings.discord_webhook_url,
+            state_dir=str(settings.data_dir / "alerts") if settings.env == "local" else "",
+        ),
+        "batch_metrics": BatchMetricsResource(pushgateway_url=settings.pushgateway_url),
+    }
+    if settings.env == "gcp":
+        settings.validate_for_gcp()
+        from dagster_gcp import GCSPickleIOManager, GCSResource
+        from dagster_gcp_pandas import BigQueryPandasIOManager
+
+        gcs_root = f"gs://{settings.gcs_bucket}/{settings.gcs_prefix}"
+        return {
+            **common,
+            "io_manager": BigQueryPandasIOManager(
+                project=settings.gcp_project, dataset=settings.bq_dataset
+            ),
+            "object_io_manager": GCSPickleIOManager(
+                gcs=GCSResource(project=settings.gcp_project),
+                gcs_bucket=settings.gcs_bucket,
+                gcs_prefix=f"{settings.gcs_prefix}/dagster",
+            ),
+            "warehouse": BigQueryWarehouse(
+                project=settings.gcp_project, dataset=settings.bq_dataset
+            ),
+            "model_store": ModelStore(root=gcs_root),
+            "tracking": MlflowTracking(
+                tracking_uri=settings.mlflow_tracking_uri,
+                artifact_location=f"{gcs_root}/mlartifacts",
+            ),
+        }
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        **common,
+        "io_manager": TidyDuckDBPandasIOManager(
+            database=str(settings.warehouse_path), schema=SCHEMA
+        ),
+        "object_io_manager": dg.FilesystemIOManager(base_dir=str(settings.data_dir / "objects")),
+        "warehouse": DuckDBWarehouse(database=str(settings.warehouse_path)),
+        "model_store": ModelStore(root=str(settings.data_dir)),
+        "tracking": MlflowTracking(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_location=str(settings.data_dir / "mlartifacts"),
+        ),
+    }

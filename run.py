@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""The project's two entry points, needing nothing but Python 3.11 and pip.
+
+    python3 run.py demo   # install, then ingest -> train -> evaluate -> promote -> drift -> serve
+    python3 run.py test   # install (with dev tools), then lint, type-check and run every test
+
+Both create `.venv/` beside this file on first use and reinstall only when pyproject.toml
+changed. Extra arguments are passed on (`python3 run.py test -k serving`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def ensure_installed(extra: str | None) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python >= 3.11 is needed, this is {sys.version.split()[0]}")
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    spec = f".[{extra}]" if extra else "."
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
+    stamp = VENV / f".installed-{extra or 'main'}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if _run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip") != 0:
+        sys.exit("pip upgrade failed")
+    if _run(PY, "-m", "pip", "install", "--quiet", "-e", spec) != 0:
+        sys.exit("installing the project failed")
+    stamp.write_text(digest)
+
+
+def demo(args: list[str]) -> int:
+    ensure_installed(None)
+    return _run(BIN / "bike", "demo", *args)
+
+
+def test(args: list[str]) -> int:
+    ensure_installed("dev")
+    for step in (
+        (BIN / "ruff", "check", "."),
+        (BIN / "mypy",),
+    ):
+        if _run(*step) != 0:
+            return 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIKE_", "DAGSTER_HOME"))}
+    return _run(
+        PY, "-m", "pytest", "--cov", "--cov-report=term:skip-covered", *args, env=env
+    )
+
+
+def main() -> int:
+    commands = {"demo": demo, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
