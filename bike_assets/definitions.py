@@ -2,10 +2,22 @@
 
 import dagster as dg
 
-from bike_assets.assets import champion, datasets, evaluation, ingestion, training
-from bike_assets.jobs import counters_job, ingest_job, retrain_job, rollback_champion_job
+from bike_assets.assets import champion, datasets, evaluation, ingestion, monitoring, training
+from bike_assets.jobs import (
+    counters_job,
+    daily_predictions_job,
+    ingest_job,
+    retrain_job,
+    rollback_champion_job,
+    weekly_monitor_job,
+)
 from bike_assets.resources.factory import build_resources
-from bike_assets.schedules import daily_ingest_schedule
+from bike_assets.schedules import (
+    daily_ingest_schedule,
+    daily_predictions_schedule,
+    weekly_monitor_schedule,
+)
+from bike_assets.sensors import retrain_sensor, run_failure_alert_sensor
 from bike_assets.settings import Settings
 
 defs = dg.Definitions(
@@ -16,6 +28,9 @@ defs = dg.Definitions(
         training.challenger_model,
         evaluation.evaluation_report,
         champion.champion,
+        monitoring.champion_health,
+        monitoring.drift_report,
+        monitoring.predictions,
     ],
     asset_checks=[
         ingestion.raw_counts_schema,
@@ -24,7 +39,15 @@ defs = dg.Definitions(
         ingestion.raw_counts_completeness,
         evaluation.challenger_is_sane,
     ],
-    jobs=[ingest_job, counters_job, retrain_job, rollback_champion_job],
-    schedules=[daily_ingest_schedule],
+    jobs=[
+        ingest_job,
+        counters_job,
+        retrain_job,
+        rollback_champion_job,
+        daily_predictions_job,
+        weekly_monitor_job,
+    ],
+    schedules=[daily_ingest_schedule, daily_predictions_schedule, weekly_monitor_schedule],
+    sensors=[retrain_sensor, run_failure_alert_sensor],
     resources=build_resources(Settings.from_env()),
 )

@@ -31,6 +31,18 @@ retrain_job = dg.define_asset_job(
     description="splits -> challenger -> evaluation (vs champion and naive) -> champion pointer.",
 )
 
+daily_predictions_job = dg.define_asset_job(
+    "daily_predictions_job",
+    selection=dg.AssetSelection.assets("predictions", "champion_health"),
+    description="The champion's next 7 days for every active counter, and its recent health.",
+)
+
+weekly_monitor_job = dg.define_asset_job(
+    "weekly_monitor_job",
+    selection=dg.AssetSelection.assets("champion_health", "drift_report"),
+    description="Champion health and data drift; retrain_sensor acts on the result.",
+)
+
 
 class RollbackConfig(dg.Config):
     version: str | None = None  # default: the champion before the current one

@@ -11,6 +11,7 @@ import dagster as dg
 
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
+from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import (
@@ -51,6 +52,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             state_dir=str(settings.data_dir / "alerts") if settings.env == "local" else "",
         ),
         "batch_metrics": BatchMetricsResource(pushgateway_url=settings.pushgateway_url),
+        "champion_store": ChampionStore(pointer_uri=settings.champion_pointer_uri),
     }
     if settings.env == "gcp":
         settings.validate_for_gcp()

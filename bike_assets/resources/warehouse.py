@@ -64,6 +64,14 @@ class Warehouse(dg.ConfigurableResource, ABC):  # type: ignore[misc]
     def read(self, table: str) -> pd.DataFrame:
         """The whole table, empty frame if it does not exist yet."""
 
+    @abstractmethod
+    def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """raw_counts rows with `start <= timestamp < end`, in the tidy schema."""
+
+    @abstractmethod
+    def last_count_timestamp(self) -> pd.Timestamp | None:
+        """The latest hour in raw_counts (None when nothing is ingested)."""
+
 
 class DuckDBWarehouse(Warehouse):
     database: str = Field(description="Path of the DuckDB file (the same file the IO manager uses).")
@@ -87,15 +95,38 @@ class DuckDBWarehouse(Warehouse):
         return len(frame)
 
     def read(self, table: str) -> pd.DataFrame:
+        if not self.read_exists(table):
+            return pd.DataFrame()
         with self._duckdb().get_connection() as conn:
-            exists = conn.execute(
+            return conn.execute(f"SELECT * FROM {SCHEMA}.{table}").df()
+
+    def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        if self.read_exists("raw_counts"):
+            with self._duckdb().get_connection() as conn:
+                frame = conn.execute(
+                    f"SELECT * FROM {SCHEMA}.raw_counts WHERE timestamp >= ? AND timestamp < ?",
+                    [start.to_pydatetime(), end.to_pydatetime()],
+                ).df()
+            return coerce_tidy(frame)
+        return coerce_tidy(pd.DataFrame(columns=TIDY_COLUMNS))
+
+    def last_count_timestamp(self) -> pd.Timestamp | None:
+        if not self.read_exists("raw_counts"):
+            return None
+        with self._duckdb().get_connection() as conn:
+            row = conn.execute(f"SELECT max(timestamp) FROM {SCHEMA}.raw_counts").fetchone()
+        if not row or row[0] is None:
+            return None
+        return pd.Timestamp(row[0]).tz_convert("UTC")
+
+    def read_exists(self, table: str) -> bool:
+        with self._duckdb().get_connection() as conn:
+            found = conn.execute(
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_schema = ? AND table_name = ?",
                 [SCHEMA, table],
             ).fetchone()
-            if not exists or not exists[0]:
-                return pd.DataFrame()
-            return conn.execute(f"SELECT * FROM {SCHEMA}.{table}").df()
+        return bool(found and found[0])
 
 
 class BigQueryWarehouse(Warehouse):
@@ -129,3 +160,26 @@ class BigQueryWarehouse(Warehouse):
             return self._client().query(query).to_dataframe()
         except NotFound:
             return pd.DataFrame()
+
+    def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        from google.cloud import bigquery
+
+        query = (
+            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "  # noqa: S608
+            "WHERE timestamp >= @start AND timestamp < @end"
+        )
+        config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", start.to_pydatetime()),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end.to_pydatetime()),
+            ]
+        )
+        frame = self._client().query(query, job_config=config).to_dataframe()
+        return coerce_tidy(frame if len(frame.columns) else pd.DataFrame(columns=TIDY_COLUMNS))
+
+    def last_count_timestamp(self) -> pd.Timestamp | None:
+        query = f"SELECT max(timestamp) AS last FROM `{self.project}.{self.dataset}.raw_counts`"  # noqa: S608
+        rows = list(self._client().query(query).result())
+        if not rows or rows[0]["last"] is None:
+            return None
+        return pd.Timestamp(rows[0]["last"]).tz_convert("UTC")
