@@ -12,6 +12,8 @@ from typing import Literal
 
 Decision = Literal["DEPLOY", "SKIP", "REJECT"]
 Scores = Mapping[str, float]  # r2, rmse, mae, rmse_log1p
+# Thresholds are written in decimal (0.02); 0.82 - 0.80 is 0.01999... in binary floating point.
+_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def decide_deployment(
             "DEPLOY", f"no champion yet; challenger beats naive on test_current{floor_note}"
         )
     gain = ch_cur - champion.test_current["r2"]
-    if gain >= deploy_min_gain:
+    if gain >= deploy_min_gain - _EPS:
         return DeploymentDecision(
             "DEPLOY",
             f"R² gain on test_current {gain:+.3f} >= {deploy_min_gain:.3f} "
