@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -127,6 +127,7 @@ class FakeParisApi:
         self._port = port
         self._queue: deque[CannedResponse] = deque()
         self._log: list[LoggedRequest] = []
+        self.busy_s = 0.0  # time spent building answers (shares the GIL with an in-process client)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -151,10 +152,16 @@ class FakeParisApi:
         frame = frame.iloc[order].reset_index(drop=True)
         utc = utc.iloc[order].reset_index(drop=True)
         self._valid = int(utc.notna().sum())
-        self._ns = utc.iloc[: self._valid].astype("int64").to_numpy()  # ns since epoch, UTC
+        # ns since epoch, whatever unit the input had (parquet gives µs)
+        self._ns = utc.iloc[: self._valid].dt.as_unit("ns").astype("int64").to_numpy()
         self._raw_dates = frame["date"].to_numpy(dtype=object)
         obj = frame[API_FIELDS].astype(object)
-        self._frame = obj.where(obj.notna(), None)
+        obj = obj.where(obj.notna(), None)
+        # Plain object arrays per field: zipping them into dicts is ~4x faster than to_dict.
+        self._columns: dict[str, np.ndarray] = {
+            f: obj[f].to_numpy(dtype=object) for f in API_FIELDS
+        }
+        self._rows = len(obj)
         self._rendered: dict[str, np.ndarray] = {}
 
     def _dates_in(self, tz: str) -> np.ndarray:
@@ -203,7 +210,7 @@ class FakeParisApi:
                     hi = min(hi, left)
             rows = np.arange(lo, max(lo, hi))
         else:
-            rows = np.arange(len(self._frame))
+            rows = np.arange(self._rows)
         order = " ".join(params.get("order_by", "").lower().split())
         if order in ("date desc", "-date"):
             rows = rows[::-1]
@@ -219,12 +226,10 @@ class FakeParisApi:
             raise _BadRequestError(400, "ODSQLError", f"Unknown field: {unknown[0]}")
         if "*" in fields:
             fields = API_FIELDS
-        part = self._frame.iloc[rows]
-        out = cast(list[dict[str, Any]], part[fields].to_dict("records"))
-        if "date" in fields:
-            for rec, text in zip(out, self._dates_in(tz)[rows], strict=True):
-                rec["date"] = text
-        return out
+        columns = [
+            (self._dates_in(tz) if f == "date" else self._columns[f])[rows] for f in fields
+        ]
+        return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
 
     # ---- endpoints --------------------------------------------------------------------------
     def _answer(self, path: str, params: Mapping[str, str]) -> tuple[int, Any]:
@@ -292,6 +297,7 @@ class FakeParisApi:
                 status, body = exc.status, _error_body(exc.error_code, exc.message)
         with self._lock:
             self._log.append(LoggedRequest(method, split.path, params, status, arrived))
+            self.busy_s += time.monotonic() - arrived
         return status, headers, body, delay
 
     # ---- control ----------------------------------------------------------------------------

@@ -133,6 +133,16 @@ def test_429_with_retry_after_is_waited_for_then_succeeds(api: FakeParisApi) -> 
     assert elapsed < 3.0
 
 
+def test_garbled_retry_after_falls_back_to_backoff(api: FakeParisApi) -> None:
+    garbled = CannedResponse(status=429, body=b"{}", headers={"Retry-After": "soon-ish"})
+    batch = client(api).fetch(paris(2021, 3, 29), paris(2021, 3, 30))
+    api.reset()
+    api.enqueue(garbled)
+    again = client(api).fetch(paris(2021, 3, 29), paris(2021, 3, 30))
+    assert [e.status for e in api.log] == [429, 200]
+    pd.testing.assert_frame_equal(batch.frame, again.frame)
+
+
 def test_5xx_flaps_then_succeeds(api: FakeParisApi) -> None:
     api.enqueue(CannedResponse.unavailable(503), CannedResponse.unavailable(502),
                 CannedResponse.unavailable(500))

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    InvalidHeader,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
@@ -59,7 +60,8 @@ class _BudgetedRetry(Retry):
     urllib3 bounds retries by count only; a long `Retry-After` or a doubling backoff could
     otherwise hold a run for minutes. Raising from `increment` keeps urllib3's own loop in charge:
     for status retries (`raise_on_status=False`) urllib3 then returns the last response, for
-    connection/read errors the error surfaces wrapped in this exception.
+    connection/read errors the error surfaces wrapped in this exception. The check runs between
+    attempts, so a window can overrun its budget by at most one attempt (its timeouts).
     """
 
     def __init__(self, *args: Any, deadline: float = float("inf"), **kwargs: Any) -> None:
@@ -90,6 +92,13 @@ class _BudgetedRetry(Retry):
         if time.monotonic() + wait > self.deadline:
             raise _GaveUpError(_pool, url, error or _budget_error(response), attempts)
         return nxt
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # urllib3 raises on a garbled header, outside requests' exceptions; back off instead.
+        try:
+            return super().parse_retry_after(retry_after)
+        except InvalidHeader:
+            return 0.0
 
 
 def _budget_error(response: BaseHTTPResponse | None) -> Exception:
@@ -162,7 +171,6 @@ class ParisOpenDataClient(CountsSource):
             connect=self.max_retries,
             read=self.max_retries,
             status=self.max_retries,
-            redirect=0,
             status_forcelist=RETRY_STATUSES,
             allowed_methods={"GET"},
             backoff_factor=self.backoff_factor,
