@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,11 @@ def measure_drift(
         )
 
     try:
-        snapshot = _run_evidently(ref_frame[columns], cur_frame[columns], columns)
+        with warnings.catch_warnings():
+            # numpy's "invalid value in divide" from Evidently's correlations of a constant
+            # column: harmless here (the drift scores do not use them), noisy in every log.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            snapshot = _run_evidently(ref_frame[columns], cur_frame[columns], columns)
         share, drifted, per_column = _read_snapshot(snapshot.dict(), columns)
     except Exception as exc:  # Evidently's failures are many and untyped: all mean "no number"
         return _not_computed(
