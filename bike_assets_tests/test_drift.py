@@ -206,3 +206,18 @@ def test_counter_that_counts_nothing_is_not_normalised() -> None:
     assert set(result.skipped_columns) == set(RELATIVE_COLUMNS)
     assert result.n_columns == 4
     assert result.columns["count"]["drifted"]  # from always 0 to real traffic
+
+
+def test_an_evidently_failure_is_not_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evidently itself is replaced here (not measure_drift): its exceptions become a reason."""
+    import bike_assets.monitoring.drift as drift
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("evidently exploded")
+
+    monkeypatch.setattr(drift, "_run_evidently", broken)
+    current = city(CURRENT_START, 2, seed=2, n_counters=3)
+    result = measure_drift(city(REFERENCE_START, 14, seed=1, n_counters=3), current)
+    assert result.state == "not_computed"
+    assert result.reason == "evidently failed: RuntimeError: evidently exploded"
+    assert result.current_rows == len(current)
