@@ -245,6 +245,11 @@ def test_dst_days_come_out_whole(api: FakeParisApi) -> None:
     wheres = [e.params["where"] for e in api.log]
     assert wheres[1] == ("date >= '2021-10-31T00:00:00+02:00' and "
                          "date < '2021-11-01T00:00:00+01:00'")
+    # Each request is one whole Paris day: bounds at Paris midnights, 24 h, 25 h, 24 h apart.
+    bounds = [[datetime.fromisoformat(b) for b in w.split("'")[1::2]] for w in wheres]
+    midnights = {b.astimezone(PARIS).time().isoformat() for pair in bounds for b in pair}
+    assert midnights == {"00:00:00"}
+    assert [(hi - lo).total_seconds() / 3600 for lo, hi in bounds] == [24, 25, 24]
 
 
 def test_unreachable_api_raises_quickly() -> None:
