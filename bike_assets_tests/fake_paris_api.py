@@ -154,7 +154,8 @@ class FakeParisApi:
         self._valid = int(utc.notna().sum())
         # ns since epoch, whatever unit the input had (parquet gives µs)
         self._ns = utc.iloc[: self._valid].dt.as_unit("ns").astype("int64").to_numpy()
-        self._raw_dates = frame["date"].to_numpy(dtype=object)
+        raw_dates = frame["date"].astype(object)
+        self._raw_dates = raw_dates.where(raw_dates.notna(), None).to_numpy(dtype=object)
         obj = frame[API_FIELDS].astype(object)
         obj = obj.where(obj.notna(), None)
         # Plain object arrays per field: zipping them into dicts is ~4x faster than to_dict.
@@ -295,6 +296,8 @@ class FakeParisApi:
                 body = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
             except _BadRequestError as exc:
                 status, body = exc.status, _error_body(exc.error_code, exc.message)
+            except Exception as exc:  # a stand-in bug must show up as a 500, not a dead socket
+                status, body = 500, _error_body("InternalError", repr(exc))
         with self._lock:
             self._log.append(LoggedRequest(method, split.path, params, status, arrived))
             self.busy_s += time.monotonic() - arrived
