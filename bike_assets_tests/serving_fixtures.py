@@ -1,0 +1,133 @@
+"""Helpers for the serving tests: a tiny synthetic city, a real pipeline trained on it in well
+under a second, and the champion pointer that makes the app serve it.
+
+Deliberately self-contained (numpy + the platform's model/pointer modules only), so the serving
+tests do not depend on the synthetic source or the training assets being written elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.pipeline import Pipeline
+
+from bike_assets.ml.model import ModelParams, build_pipeline, save_pipeline
+from bike_assets.ml.pointer import ChampionPointer, write_pointer
+from bike_assets.settings import PARIS_TZ, Settings
+from bike_serving.app import create_app
+
+API_KEY = "test-admin-key"
+COUNTERS = [f"1000{i:02d}-1010{i:02d}" for i in range(5)]
+# The app's clock in tests: a Monday. With forecast_cache_days=2 the cache covers the Paris days
+# 2024-06-03 and 2024-06-04, i.e. [2024-06-02T22:00Z, 2024-06-04T22:00Z).
+FIXED_NOW = datetime(2024, 6, 3, 10, 17, tzinfo=UTC)
+CACHE_START = datetime(2024, 6, 2, 22, 0, tzinfo=UTC)
+CACHE_HOURS = 48
+
+
+def synthetic_counts(
+    n_counters: int = 5, days: int = 21, start: str = "2024-05-06", seed: int = 7
+) -> pd.DataFrame:
+    """Hourly counts with commuter peaks (8h, 18h Paris time), quieter weekends, a per-counter
+    level and Poisson noise: enough structure for a 30-tree model to learn something."""
+    rng = np.random.default_rng(seed)
+    counters = [f"1000{i:02d}-1010{i:02d}" for i in range(n_counters)]
+    local = pd.date_range(start, periods=days * 24, freq="h", tz=PARIS_TZ)
+    hour = local.hour.to_numpy()
+    weekend = local.weekday.to_numpy() >= 5
+    profile = (
+        20
+        + 180 * np.exp(-0.5 * ((hour - 8) / 1.2) ** 2)
+        + 150 * np.exp(-0.5 * ((hour - 18) / 1.5) ** 2)
+    )
+    profile = np.where(weekend, 0.5 * profile + 30 * (hour >= 10) * (hour <= 19), profile)
+    level = np.linspace(0.5, 2.0, n_counters)
+    mean = np.outer(level, profile)  # [counter, hour]
+    counts = rng.poisson(mean)
+    return pd.DataFrame(
+        {
+            "counter_id": np.repeat(np.asarray(counters, dtype=object), len(local)),
+            "timestamp": np.tile(local.tz_convert("UTC"), n_counters),
+            "count": counts.ravel().astype(np.float64),
+        }
+    )
+
+
+def train_pipeline(frame: pd.DataFrame, max_iter: int = 30, random_state: int = 0) -> Pipeline:
+    pipeline = build_pipeline(ModelParams(max_iter=max_iter, random_state=random_state))
+    return pipeline.fit(frame[["counter_id", "timestamp"]], frame["count"])
+
+
+def model_path(data_dir: Path, version: str) -> Path:
+    """The layout of `ModelStore` in bike_assets: models/v{version}/model.joblib."""
+    return data_dir / "models" / f"v{version}" / "model.joblib"
+
+
+def publish(
+    data_dir: Path, pipeline: Pipeline | None, version: str, **pointer_fields: Any
+) -> ChampionPointer:
+    """Save the artifact (unless None: a pointer to a missing file) and point the champion at it."""
+    path = model_path(data_dir, version)
+    if pipeline is not None:
+        save_pipeline(pipeline, path)
+    pointer = ChampionPointer(
+        version=version,
+        model_uri=str(path),
+        trained_range={"start": "2024-05-06", "end": "2024-05-27"},
+        metrics={"rmse": 12.5, "r2": 0.91},
+        promoted_at=datetime(2024, 5, 28, 6, 0, tzinfo=UTC).isoformat(),
+        **pointer_fields,
+    )
+    write_pointer(str(data_dir / "champion.json"), pointer)
+    return pointer
+
+
+def serving_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings as `Settings.from_env()` would build them, without touching os.environ.
+    The background pointer check is off by default: tests trigger reloads explicitly."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "api_key": API_KEY,
+        "reload_interval_s": 0.0,
+        "forecast_cache_days": 2,
+    }
+    values.update(overrides)
+    return dataclasses.replace(Settings(), **values)
+
+
+@cache
+def trained(version: str) -> Pipeline:
+    """Two really different models (other data, other size), trained once per test process."""
+    if version == "1":
+        return train_pipeline(synthetic_counts(seed=7), max_iter=30)
+    return train_pipeline(synthetic_counts(seed=11, days=14), max_iter=12, random_state=3)
+
+
+@contextmanager
+def serving_client(
+    data_dir: Path, clock: Callable[[], datetime] | None = None, **overrides: Any
+) -> Iterator[TestClient[Any]]:
+    """A started app (lifespan run: champion loaded if one is published) and its test client."""
+    app = create_app(serving_settings(data_dir, **overrides), clock=clock or (lambda: FIXED_NOW))
+    with TestClient(app) as client:
+        yield client
+
+
+def metric(client: TestClient[Any], name: str, **labels: str) -> float | None:
+    """One sample of GET /metrics (None when absent), parsed with prometheus_client's parser."""
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None

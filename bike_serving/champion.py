@@ -1,0 +1,91 @@
+"""The loaded champion: pointer, pipeline, counter codes and forecast cache in one immutable object.
+
+Requests take a reference to a `LoadedChampion` once and use only that object, so a hot reload
+(one attribute assignment in `ChampionHolder`) never mixes two models inside one answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.pipeline import Pipeline
+
+from bike_assets.ml.model import known_counters, load_pipeline_uri, predict_counts
+from bike_assets.ml.pointer import ChampionPointer
+from bike_serving.errors import UnknownCountersError
+from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, pipeline_frame
+from bike_serving.schemas import ModelInfo
+from bike_serving.timestamps import paris_day
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedChampion:
+    pointer: ChampionPointer
+    pipeline: Pipeline
+    counters: tuple[str, ...]  # the order of the cache rows
+    counter_codes: Mapping[str, int]  # counter_id -> row of the cache
+    cache: ForecastCache
+    loaded_at: datetime
+    info: ModelInfo  # what every answer says about the model that produced it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the artifact: a pointer change elsewhere (metrics) needs no reload."""
+        return (self.pointer.version, self.pointer.model_uri)
+
+    def codes_for(
+        self, counter_ids: Sequence[str], field: Callable[[int], str]
+    ) -> NDArray[np.intp]:
+        """Cache rows of `counter_ids`; unknown ones raise a 422 that names them."""
+        get = self.counter_codes.get
+        codes = np.fromiter((get(c, -1) for c in counter_ids), np.intp, len(counter_ids))
+        if (codes < 0).any():
+            missing = np.flatnonzero(codes < 0)
+            raise UnknownCountersError(
+                (counter_ids[i] for i in missing.tolist()), field(int(missing[0]))
+            )
+        return codes
+
+    def predict_with_pipeline(
+        self, codes: NDArray[np.intp], hours: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        """The pipeline itself, for rows outside the cache window (blocking: run in a thread)."""
+        ids = np.asarray(self.counters, dtype=object)[codes]
+        return predict_counts(self.pipeline, pipeline_frame(ids, hours))
+
+    def with_cache_for(self, now: datetime, days: int) -> LoadedChampion:
+        """The same model with its forecast window moved to start on `now`'s Paris day."""
+        cache = build_forecast_cache(self.pipeline, self.counters, paris_day(now), days)
+        return dataclasses.replace(self, cache=cache)
+
+    def with_pointer(self, pointer: ChampionPointer) -> LoadedChampion:
+        return dataclasses.replace(self, pointer=pointer, info=_info(pointer))
+
+
+def _info(pointer: ChampionPointer) -> ModelInfo:
+    return ModelInfo(version=pointer.version, promoted_at=pointer.promoted_at)
+
+
+def load_champion(
+    pointer: ChampionPointer, cache_days: int, now: datetime | None = None
+) -> LoadedChampion:
+    """Load the artifact and precompute its forecasts (blocking, seconds: run in a thread)."""
+    now = now or datetime.now(UTC)
+    pipeline = load_pipeline_uri(pointer.model_uri)
+    counters = tuple(known_counters(pipeline))
+    cache = build_forecast_cache(pipeline, counters, paris_day(now), cache_days)
+    return LoadedChampion(
+        pointer=pointer,
+        pipeline=pipeline,
+        counters=counters,
+        counter_codes=MappingProxyType({c: i for i, c in enumerate(counters)}),
+        cache=cache,
+        loaded_at=now,
+        info=_info(pointer),
+    )

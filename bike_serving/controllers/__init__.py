@@ -1,0 +1,19 @@
+"""One controller per resource."""
+
+from bike_serving.controllers.admin import AdminController
+from bike_serving.controllers.forecast import ForecastController
+from bike_serving.controllers.health import HealthController
+from bike_serving.controllers.metrics import MetricsController
+from bike_serving.controllers.model import ModelController
+from bike_serving.controllers.predict import PredictController
+
+CONTROLLERS = [
+    PredictController,
+    ForecastController,
+    ModelController,
+    HealthController,
+    AdminController,
+    MetricsController,
+]
+
+__all__ = ["CONTROLLERS"]

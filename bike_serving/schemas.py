@@ -1,0 +1,102 @@
+"""Request and response bodies as msgspec Structs (decoded and encoded in C, shown in OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+# Kept as a string (not `datetime`) so that any ISO 8601 form `datetime.fromisoformat` reads is
+# accepted, a JSON number is refused instead of being read as epoch seconds, and a bad value is
+# reported as `records[i].timestamp` by our own parser (see `bike_serving.timestamps`).
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        description="ISO 8601 timestamp; without an offset it is Europe/Paris wall-clock time. "
+        "Any instant inside an hour is answered with the count of that hour.",
+        examples=["2024-06-03T08:00:00+02:00", "2024-06-03T08:00:00"],
+    ),
+]
+
+
+class Record(msgspec.Struct, forbid_unknown_fields=True):
+    counter_id: str
+    timestamp: Timestamp
+
+
+class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
+    # min_length=1: an empty batch is a client mistake, not an empty answer.
+    # The upper bound (BIKE_MAX_RECORDS) is a runtime setting, checked by the handler (413).
+    records: Annotated[list[Record], msgspec.Meta(min_length=1)]
+
+
+class ModelInfo(msgspec.Struct):
+    version: str
+    promoted_at: str
+
+
+class Prediction(msgspec.Struct):
+    counter_id: str
+    timestamp: datetime
+    predicted_count: float
+
+
+class PredictResponse(msgspec.Struct):
+    model: ModelInfo
+    predictions: list[Prediction]
+
+
+class ForecastPoint(msgspec.Struct):
+    timestamp: datetime
+    predicted_count: float
+
+
+class ForecastResponse(msgspec.Struct):
+    model: ModelInfo
+    counter_id: str
+    start: datetime
+    hours: int
+    predictions: list[ForecastPoint]
+
+
+class CountersResponse(msgspec.Struct):
+    model: ModelInfo
+    counters: list[str]
+
+
+class CacheInfo(msgspec.Struct):
+    start: datetime
+    end: datetime
+    hours: int
+    counters: int
+
+
+class ChampionResponse(msgspec.Struct):
+    version: str
+    model_uri: str
+    trained_range: dict[str, str]
+    metrics: dict[str, Any]
+    promoted_at: str
+    previous: dict[str, Any] | None
+    loaded_at: datetime
+    forecast_cache: CacheInfo
+
+
+class HealthResponse(msgspec.Struct, omit_defaults=True):
+    status: str
+    version: str | None = None
+
+
+class ReloadResponse(msgspec.Struct):
+    result: str
+    detail: str
+    model: ModelInfo | None
+
+
+class ErrorResponse(msgspec.Struct, omit_defaults=True):
+    """Every error body: `field` names the offending input when there is one."""
+
+    status_code: int
+    detail: str
+    field: str | None = None
