@@ -118,6 +118,16 @@ def test_unchanged_process_is_not_drift(unchanged: DriftResult) -> None:
     assert unchanged.share < 0.3
 
 
+def test_a_city_wide_change_moves_only_the_raw_count(reference: pd.DataFrame) -> None:
+    """Season or weather: every counter +40 %. Only `count` may move, never the share."""
+    current = city(CURRENT_START, 7, seed=2, shifted_share=1.0, shift_factor=1.4)
+    result = measure_drift(reference, current)
+    assert result.state == "computed", result.reason
+    assert result.columns["count"]["drifted"]
+    assert result.share is not None
+    assert result.share <= 1 / 9 + 1e-9
+
+
 def test_result_shape(shifted: DriftResult) -> None:
     assert shifted.n_columns == len(MONITORED_COLUMNS) == 9
     assert set(shifted.columns) == set(MONITORED_COLUMNS)
