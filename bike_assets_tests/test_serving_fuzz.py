@@ -1,0 +1,133 @@
+"""Fuzzing the public endpoints: whatever arrives, the answer is never a 5xx and every error is
+the JSON error shape. Bounded (150 examples per property, no deadline) to stay fast."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from litestar.testing import TestClient
+
+try:
+    from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
+except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
+    from serving_fixtures import (  # type: ignore[no-redef]
+        COUNTERS,
+        publish,
+        serving_client,
+        trained,
+    )
+
+Client = TestClient[Any]
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+zones = st.sampled_from(
+    [None, UTC, ZoneInfo("Europe/Paris"), timezone(timedelta(hours=-9, minutes=-30))]
+)
+iso_timestamps = st.builds(
+    lambda dt, tz, spec: (dt.replace(tzinfo=tz) if tz else dt).isoformat(timespec=spec),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+    zones,
+    st.sampled_from(["hours", "minutes", "seconds", "microseconds"]),
+)
+counter_ids = st.sampled_from(COUNTERS) | st.text(max_size=12)
+timestamps = iso_timestamps | st.text(max_size=30) | json_values
+records = st.fixed_dictionaries(
+    {"counter_id": counter_ids | json_values, "timestamp": timestamps},
+    optional={"extra": json_values},
+)
+# mostly well-formed records, so that the prediction paths (cache, pipeline, DST, odd offsets,
+# far years) are fuzzed too, not only the validation
+good_records = st.fixed_dictionaries(
+    {"counter_id": st.sampled_from(COUNTERS), "timestamp": iso_timestamps}
+)
+predict_bodies = (
+    json_values
+    | st.fixed_dictionaries({"records": st.lists(records, max_size=6) | json_values})
+    | st.fixed_dictionaries({"records": st.lists(good_records, min_size=1, max_size=6)})
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    data_dir: Path = tmp_path_factory.mktemp("fuzz")
+    publish(data_dir, trained("1"), "1")
+    with serving_client(data_dir, max_records=5) as c:
+        yield c
+
+
+def assert_no_server_error(response: Any) -> None:
+    event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics shows the mix reached
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        body = response.json()
+        assert body["status_code"] == response.status_code
+        assert isinstance(body["detail"], str)
+        assert body["detail"]
+    else:
+        assert all(p["predicted_count"] >= 0 for p in response.json().get("predictions", []))
+
+
+@FUZZ
+@given(body=predict_bodies)
+def test_predict_never_fails_on_json(client: Client, body: Any) -> None:
+    assert_no_server_error(client.post("/predict", content=json.dumps(body).encode()))
+
+
+@FUZZ
+@given(
+    body=st.binary(max_size=200),
+    content_type=st.sampled_from(["application/json", "text/plain", ""]),
+)
+def test_predict_never_fails_on_bytes(client: Client, body: bytes, content_type: str) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    assert_no_server_error(client.post("/predict", content=body, headers=headers))
+
+
+forecast_params = st.fixed_dictionaries(
+    {"counter_id": st.sampled_from(COUNTERS)},
+    optional={"start": iso_timestamps, "hours": st.integers(-5, 800).map(str)},
+)
+
+
+@FUZZ
+@given(
+    params=forecast_params
+    | st.dictionaries(
+        st.sampled_from(["counter_id", "start", "hours"]) | st.text(max_size=8),
+        st.sampled_from(COUNTERS)
+        | iso_timestamps
+        | st.integers(-1000, 2000).map(str)
+        | st.text(max_size=20),
+        max_size=4,
+    ),
+    # a raw query string: printable ASCII, the only thing a URL can carry unescaped
+    raw=st.none()
+    | st.text(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#"), max_size=40
+    ),
+)
+def test_forecast_never_fails(client: Client, params: dict[str, str], raw: str | None) -> None:
+    if raw is None:
+        response = client.get("/forecast", params=params)
+    else:
+        response = client.get(f"/forecast?{raw}")
+    assert_no_server_error(response)
