@@ -20,34 +20,44 @@ from bike_assets.schedules import (
 from bike_assets.sensors import retrain_sensor, run_failure_alert_sensor
 from bike_assets.settings import Settings
 
-defs = dg.Definitions(
-    assets=[
-        ingestion.raw_counts,
-        ingestion.counters,
-        datasets.splits,
-        training.challenger_model,
-        evaluation.evaluation_report,
-        champion.champion,
-        monitoring.champion_health,
-        monitoring.drift_report,
-        monitoring.predictions,
-    ],
-    asset_checks=[
-        ingestion.raw_counts_schema,
-        ingestion.raw_counts_non_negative_integers,
-        ingestion.raw_counts_unique_keys,
-        ingestion.raw_counts_completeness,
-        evaluation.challenger_is_sane,
-    ],
-    jobs=[
-        ingest_job,
-        counters_job,
-        retrain_job,
-        rollback_champion_job,
-        daily_predictions_job,
-        weekly_monitor_job,
-    ],
-    schedules=[daily_ingest_schedule, daily_predictions_schedule, weekly_monitor_schedule],
-    sensors=[retrain_sensor, run_failure_alert_sensor],
-    resources=build_resources(Settings.from_env()),
-)
+ASSETS = [
+    ingestion.raw_counts,
+    ingestion.counters,
+    datasets.splits,
+    training.challenger_model,
+    evaluation.evaluation_report,
+    champion.champion,
+    monitoring.champion_health,
+    monitoring.drift_report,
+    monitoring.predictions,
+]
+CHECKS = [
+    ingestion.raw_counts_schema,
+    ingestion.raw_counts_non_negative_integers,
+    ingestion.raw_counts_unique_keys,
+    ingestion.raw_counts_completeness,
+    evaluation.challenger_is_sane,
+]
+JOBS = [
+    ingest_job,
+    counters_job,
+    retrain_job,
+    rollback_champion_job,
+    daily_predictions_job,
+    weekly_monitor_job,
+]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Everything in the code location, with resources chosen from `settings`."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=JOBS,
+        schedules=[daily_ingest_schedule, daily_predictions_schedule, weekly_monitor_schedule],
+        sensors=[retrain_sensor, run_failure_alert_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())

@@ -57,7 +57,7 @@ def rollback_champion(
     tracking: MlflowTracking,
     warehouse: Warehouse,
     alerts: DiscordResource,
-) -> str:
+) -> None:
     try:
         current = champion_store.read()
     except Exception as exc:
@@ -99,7 +99,6 @@ def rollback_champion(
     )
     alerts.send("Champion rolled back", reason, level="warning", dedup_key=f"rollback:{context.run_id}")
     context.log.info(reason)
-    return str(target)
 
 
 @dg.job(description="Move the champion pointer back (config: version, default the previous one).")

@@ -9,6 +9,7 @@ from bike_assets.jobs import retrain_job
 from bike_assets.monitoring.retrain_decision import DriftFacts, HealthFacts, decide_retrain
 from bike_assets.assets.monitoring import record_decision
 from bike_assets.resources.alerts import DiscordResource
+from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
 
@@ -103,8 +104,12 @@ def retrain_sensor(
     monitor_all_code_locations=False,
     description="One alert per failed run of any job of this code location.",
 )
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: DiscordResource) -> None:
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, alerts: DiscordResource, batch_metrics: BatchMetricsResource
+) -> None:
     run = context.dagster_run
+    if run.job_name == retrain_job.name:
+        batch_metrics.push_training("failed", run_id=run.run_id)
     alerts.send(
         f"Run failed: {run.job_name}",
         f"run {run.run_id}: {context.failure_event.message}",

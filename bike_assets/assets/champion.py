@@ -110,7 +110,7 @@ def champion(
         previous_version=current.version if current else None,
         champion_version=pointer.version if pointer else None,
     )
-    batch_metrics.push_deployment(recorded)
+    batch_metrics.push_deployment(recorded, run_id=context.run.run_id)
     if recorded in ("DEPLOY", "REJECT"):
         alerts.send(
             f"Model {recorded}: challenger v{challenger_model.version}",

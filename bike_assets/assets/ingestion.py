@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from bike_assets.partitions import daily_partitions
+from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.warehouse import partition_expr
 from bike_assets.schema import KEY_COLUMNS, schema_problems
 from bike_assets.settings import PARIS_TZ, Settings
@@ -33,7 +34,9 @@ def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
         "(23 or 25 hours on DST days). Re-materializing a day replaces its rows."
     ),
 )
-def raw_counts(context: dg.AssetExecutionContext, source: CountsSource) -> pd.DataFrame:
+def raw_counts(
+    context: dg.AssetExecutionContext, source: CountsSource, batch_metrics: BatchMetricsResource
+) -> pd.DataFrame:
     window = context.partition_time_window
     start: datetime = window.start
     end: datetime = window.end
@@ -62,6 +65,7 @@ def raw_counts(context: dg.AssetExecutionContext, source: CountsSource) -> pd.Da
             "preview": _preview(frame),
         }
     )
+    batch_metrics.push_ingested(len(frame), run_id=context.run.run_id)
     return frame
 
 

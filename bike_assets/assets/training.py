@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from bike_assets.ml.model import ModelParams, fit_with_target_selection
+from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 
@@ -66,6 +67,7 @@ def challenger_model(
     train_current: pd.DataFrame,
     model_store: ModelStore,
     tracking: MlflowTracking,
+    batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
     train = pd.concat([train_baseline, train_current], ignore_index=True)
     params = config.params()
@@ -99,6 +101,7 @@ def challenger_model(
         counters=sorted(train["counter_id"].astype(str).unique()),
         validation=fit.validation,
     )
+    batch_metrics.push_training("success", run_id=context.run.run_id)
     validation_md = pd.DataFrame(fit.validation).T.round(3).to_markdown() if fit.validation else ""
     return dg.MaterializeResult(
         value=trained,
