@@ -99,7 +99,7 @@ from typing import Any, Literal, TypedDict
 import numpy as np
 import pandas as pd
 
-from bike_assets.ml.features import calendar_frame
+from bike_assets.ml.features import calendar_frame, to_utc
 from bike_assets.settings import PARIS_TZ
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def _base_columns(frame: pd.DataFrame) -> pd.DataFrame:
         ["rest_day", "am_peak", "pm_peak", "daytime"],
         default="night",
     )
-    local = pd.DatetimeIndex(frame["timestamp"]).tz_convert(PARIS_TZ).tz_localize(None)
+    local = to_utc(frame["timestamp"]).tz_convert(PARIS_TZ).tz_localize(None)
     return pd.DataFrame(
         {
             # object strings, not pandas "string": Evidently's categorical binning expects them
