@@ -11,9 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
+
+from bike_serving.timestamps import hour_of, parse_timestamps
 
 try:
     from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
@@ -131,3 +133,36 @@ def test_forecast_never_fails(client: Client, params: dict[str, str], raw: str |
     else:
         response = client.get(f"/forecast?{raw}")
     assert_no_server_error(response)
+
+
+# Forms and instants where a vectorised parse could disagree with Python's per-row one:
+# DST gap and repeated hour (naive and with offsets), forms pandas declines, sub-second values.
+EDGE_STAMPS = [
+    "2024-03-31T02:30:00",
+    "2024-03-31T01:59:59.999999",
+    "2024-03-31T03:00:00",
+    "2024-10-27T02:30:00",
+    "2024-10-27T02:30:00+01:00",
+    "2024-10-27T00:59:59+00:00",
+    "2024-W23-1",
+    "2024-06-03T08:00:00+02:00:30",
+    "2024-06-03 08:00",
+    "20240603T0800",
+    "1970-01-01T00:00:00Z",
+    "2099-12-31T23:59:59.999999Z",
+]
+in_range_stamps = st.builds(
+    lambda dt, tz, spec: (dt.replace(tzinfo=tz) if tz else dt).isoformat(timespec=spec),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30)),
+    zones,
+    st.sampled_from(["hours", "minutes", "seconds", "microseconds"]),
+)
+
+
+@FUZZ
+@given(stamps=st.lists(in_range_stamps | st.sampled_from(EDGE_STAMPS), min_size=9, max_size=40))
+@example(stamps=EDGE_STAMPS)
+def test_batch_hours_equal_per_row_hours(stamps: list[str]) -> None:
+    """The vectorised hours of a batch are what `datetime.timestamp()` gives row by row."""
+    parsed = parse_timestamps(stamps, str)
+    assert parsed.hours.tolist() == [hour_of(d) for d in parsed.instants]

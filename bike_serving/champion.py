@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
@@ -23,6 +24,8 @@ from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, pip
 from bike_serving.schemas import ModelInfo
 from bike_serving.timestamps import paris_day
 
+_SMALL_BATCH = 8
+
 
 @dataclass(frozen=True, eq=False)
 class LoadedChampion:
@@ -30,6 +33,7 @@ class LoadedChampion:
     pipeline: Pipeline
     counters: tuple[str, ...]  # the order of the cache rows
     counter_codes: Mapping[str, int]  # counter_id -> row of the cache
+    counter_index: pd.Index  # the same mapping, for vectorised lookups of big batches
     cache: ForecastCache
     loaded_at: datetime
     info: ModelInfo  # what every answer says about the model that produced it
@@ -43,8 +47,12 @@ class LoadedChampion:
         self, counter_ids: Sequence[str], field: Callable[[int], str]
     ) -> NDArray[np.intp]:
         """Cache rows of `counter_ids`; unknown ones raise a 422 that names them."""
-        get = self.counter_codes.get
-        codes = np.fromiter((get(c, -1) for c in counter_ids), np.intp, len(counter_ids))
+        if len(counter_ids) > _SMALL_BATCH:
+            # hash lookups in C; -1 marks an unknown counter, like the dict path below
+            codes = self.counter_index.get_indexer(pd.Index(list(counter_ids)))
+        else:  # a dict lookup beats building an Index for a few rows
+            get = self.counter_codes.get
+            codes = np.fromiter((get(c, -1) for c in counter_ids), np.intp, len(counter_ids))
         if (codes < 0).any():
             missing = np.flatnonzero(codes < 0)
             raise UnknownCountersError(
@@ -85,6 +93,7 @@ def load_champion(
         pipeline=pipeline,
         counters=counters,
         counter_codes=MappingProxyType({c: i for i, c in enumerate(counters)}),
+        counter_index=pd.Index(counters, dtype=object),
         cache=cache,
         loaded_at=now,
         info=_info(pointer),

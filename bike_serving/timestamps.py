@@ -19,6 +19,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from bike_assets.settings import PARIS_TZ
@@ -31,6 +32,9 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
 _EARLIEST_S = EARLIEST.timestamp()
 _LATEST_S = LATEST.timestamp()
+_EARLIEST_H = int(_EARLIEST_S) // SECONDS_PER_HOUR
+_LATEST_H = int(_LATEST_S) // SECONDS_PER_HOUR
+_NS_PER_HOUR = SECONDS_PER_HOUR * 1_000_000_000
 _SMALL_BATCH = 8
 _FORMAT_HINT = (
     "expected an ISO 8601 timestamp such as 2024-06-03T08:00:00+02:00 "
@@ -50,8 +54,9 @@ def _invalid(field: str, text: str, why: str) -> InvalidInputError:
 def parse_timestamps(texts: Sequence[str], field: Callable[[int], str]) -> ParsedTimestamps:
     """Parse all `texts`; the first bad one raises a 422 naming `field(index)`.
 
-    The happy path is two list comprehensions over C-level calls (`fromisoformat`,
-    `timestamp`); locating the culprit is done only on the error path.
+    `fromisoformat` (C) decides what is valid and gives the instants echoed back; the hours come
+    from plain Python floats for a few rows, from a vectorised parse for a batch. Finding the
+    culprit row is done only on the error path.
     """
     fromiso = datetime.fromisoformat
     try:
@@ -64,25 +69,51 @@ def parse_timestamps(texts: Sequence[str], field: Callable[[int], str]) -> Parse
                 raise _invalid(field(i), text, _FORMAT_HINT) from None
         raise  # unreachable: the same input parsed twice differently
     instants = [d if d.tzinfo is not None else d.replace(tzinfo=PARIS) for d in parsed]
-    if len(instants) <= _SMALL_BATCH:
-        # Plain floats: for a few rows numpy's per-call overhead is most of the cost.
-        hours_list = []
-        for i, instant in enumerate(instants):
-            second = _safe_timestamp(instant)
-            if not _EARLIEST_S <= second < _LATEST_S:
+    hours = None if len(parsed) <= _SMALL_BATCH else _hours_vectorised(texts, parsed)
+    if hours is None:
+        # Per row. For a few rows this is also the fastest: numpy's per-call overhead dominates.
+        seconds = [_safe_timestamp(d) for d in instants]
+        for i, second in enumerate(seconds):
+            if not _EARLIEST_S <= second < _LATEST_S:  # also refuses NaN
                 raise _out_of_range(field(i), texts[i])
-            hours_list.append(int(second // SECONDS_PER_HOUR))
-        return ParsedTimestamps(instants, np.array(hours_list, dtype=np.int64))
-    try:
-        seconds = np.fromiter((d.timestamp() for d in instants), np.float64, len(instants))
-    except (OverflowError, ValueError):
-        seconds = np.array([_safe_timestamp(d) for d in instants], dtype=np.float64)
-    outside = ~((seconds >= _EARLIEST_S) & (seconds < _LATEST_S))  # also catches NaN
+        hours = np.array([int(s // SECONDS_PER_HOUR) for s in seconds], dtype=np.int64)
+        return ParsedTimestamps(instants, hours)
+    outside = (hours < _EARLIEST_H) | (hours >= _LATEST_H)
     if outside.any():
         i = int(np.argmax(outside))
         raise _out_of_range(field(i), texts[i])
-    hours = np.floor_divide(seconds, SECONDS_PER_HOUR).astype(np.int64)
     return ParsedTimestamps(instants, hours)
+
+
+def _hours_vectorised(texts: Sequence[str], parsed: list[datetime]) -> NDArray[np.int64] | None:
+    """Hours of a batch by pandas' C ISO 8601 parser: `datetime.timestamp()` costs ~0.5 us a row
+    with an offset and ~1.4 us naive, most of a 16,800-row request otherwise.
+
+    The strings were validated by `fromisoformat` already; where pandas declines a form Python
+    accepts (week dates, offsets with seconds, far years...), None sends the caller the per-row
+    way. Both ways give the same hours (property-tested in test_serving_fuzz.py).
+    Naive and offset strings are parsed apart: in one call (pandas 2.3, utc=True) a naive string
+    that follows an offset one can be given that offset.
+    """
+    naive = np.fromiter((d.tzinfo is None for d in parsed), bool, len(parsed))
+    strings = np.array(texts, dtype=object)
+    ns = np.empty(len(parsed), dtype=np.int64)
+    try:
+        if not naive.all():
+            aware = pd.to_datetime(strings[~naive], format="ISO8601", utc=True)
+            ns[~naive] = pd.DatetimeIndex(aware).asi8
+        if naive.any():
+            wall = pd.DatetimeIndex(pd.to_datetime(strings[naive], format="ISO8601"))
+            # Paris wall clock -> UTC with the choices of zoneinfo's fold=0: an ambiguous autumn
+            # time is the first (summer-time) one, a time in the spring gap moves into summer time.
+            # The ZoneInfo object, not the name: pandas 2 maps the name to pytz, whose Paris
+            # rules stop in 2037 (no summer time after that).
+            ns[naive] = wall.tz_localize(
+                PARIS, ambiguous=np.ones(len(wall), dtype=bool), nonexistent="shift_forward"
+            ).asi8
+    except (ValueError, OverflowError, TypeError):  # includes OutOfBoundsDatetime
+        return None
+    return np.floor_divide(ns, _NS_PER_HOUR)
 
 
 def _out_of_range(field: str, text: str) -> InvalidInputError:
