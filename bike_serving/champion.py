@@ -21,6 +21,7 @@ from bike_assets.ml.model import known_counters, load_pipeline_uri, predict_coun
 from bike_assets.ml.pointer import ChampionPointer
 from bike_serving.errors import UnknownCountersError
 from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, pipeline_frame
+from bike_serving.openmp import one_openmp_thread
 from bike_serving.schemas import ModelInfo
 from bike_serving.timestamps import paris_day
 
@@ -65,7 +66,8 @@ class LoadedChampion:
     ) -> NDArray[np.float64]:
         """The pipeline itself, for rows outside the cache window (blocking: run in a thread)."""
         ids = np.asarray(self.counters, dtype=object)[codes]
-        return predict_counts(self.pipeline, pipeline_frame(ids, hours))
+        with one_openmp_thread():
+            return predict_counts(self.pipeline, pipeline_frame(ids, hours))
 
     def with_cache_for(self, now: datetime, days: int) -> LoadedChampion:
         """The same model with its forecast window moved to start on `now`'s Paris day."""

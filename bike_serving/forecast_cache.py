@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
 from bike_assets.ml.model import predict_counts
+from bike_serving.openmp import one_openmp_thread
 from bike_serving.timestamps import PARIS, SECONDS_PER_HOUR, paris_day_hours
 
 
@@ -74,6 +75,7 @@ def build_forecast_cache(
         return ForecastCache(day, int(hours[0]) if len(hours) else 0, np.zeros((len(counters), 0)))
     ids = np.repeat(np.asarray(counters, dtype=object), len(hours))
     frame = pipeline_frame(ids, np.tile(hours, len(counters)))
-    values = predict_counts(pipeline, frame).reshape(len(counters), len(hours))
+    with one_openmp_thread():  # the server keeps answering while this runs
+        values = predict_counts(pipeline, frame).reshape(len(counters), len(hours))
     values.setflags(write=False)  # shared by concurrent requests: nobody may write into it
     return ForecastCache(day, int(hours[0]), values)
