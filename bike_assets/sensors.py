@@ -10,6 +10,7 @@ from bike_assets.monitoring.retrain_decision import DriftFacts, HealthFacts, dec
 from bike_assets.assets.monitoring import record_decision
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
+from bike_assets.resources.factory import build_resources
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
 
@@ -49,6 +50,11 @@ def facts_from_metadata(
     return health_facts, drift_facts, force
 
 
+def _alerts_and_warehouse() -> tuple[DiscordResource, Warehouse]:
+    resources = build_resources(Settings.from_env())
+    return resources["alerts"], resources["warehouse"]
+
+
 @dg.sensor(
     job=retrain_job,
     minimum_interval_seconds=60,
@@ -56,9 +62,10 @@ def facts_from_metadata(
     description="Applies the P0-P4 decision matrix to the latest drift_report and "
     "champion_health; launches retrain_job once per pair of reports that calls for it.",
 )
-def retrain_sensor(
-    context: dg.SensorEvaluationContext, alerts: DiscordResource, warehouse: Warehouse
-) -> Any:
+def retrain_sensor(context: dg.SensorEvaluationContext) -> Any:
+    # Resources come from the settings, not from injection, so the sensor also evaluates with a
+    # bare `build_sensor_context(instance=...)` (the platform's contract for external checks).
+    alerts, warehouse = _alerts_and_warehouse()
     instance = context.instance
     drift_event = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
     health_event = instance.get_latest_materialization_event(dg.AssetKey("champion_health"))
@@ -104,9 +111,10 @@ def retrain_sensor(
     monitor_all_code_locations=False,
     description="One alert per failed run of any job of this code location.",
 )
-def run_failure_alert_sensor(
-    context: dg.RunFailureSensorContext, alerts: DiscordResource, batch_metrics: BatchMetricsResource
-) -> None:
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext) -> None:
+    resources = build_resources(Settings.from_env())
+    alerts: DiscordResource = resources["alerts"]
+    batch_metrics: BatchMetricsResource = resources["batch_metrics"]
     run = context.dagster_run
     if run.job_name == retrain_job.name:
         batch_metrics.push_training("failed", run_id=run.run_id)

@@ -1,0 +1,138 @@
+"""Monitoring through real runs: health, drift, predictions, retrain_sensor, schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from bike_assets.ml.pointer import read_pointer
+from bike_assets.resources.warehouse import DuckDBWarehouse
+from bike_assets_tests.conftest import Platform
+
+TRAIN_FIRST, TRAIN_LAST = date(2024, 1, 8), date(2024, 2, 8)
+WEEK_FIRST, WEEK_LAST = date(2024, 2, 9), date(2024, 2, 15)
+
+
+def monitored_platform(monkeypatch: pytest.MonkeyPatch, drift: bool) -> Iterator[Platform]:
+    from bike_assets.definitions import build_definitions
+    from bike_assets.settings import Settings
+
+    if drift:
+        monkeypatch.setenv("BIKE_SYNTHETIC_DRIFT_DATE", WEEK_FIRST.isoformat())
+    # drift_share=0.4 of 5 counters is 2; more counters make the city-wide picture steadier
+    monkeypatch.setenv("BIKE_SYNTHETIC_COUNTERS", "10")
+    settings = Settings.from_env()
+    with dg.instance_for_test() as instance:
+        platform = Platform(settings, build_definitions(settings), instance)
+        platform.ingest(TRAIN_FIRST, TRAIN_LAST)
+        platform.retrain()
+        platform.ingest(WEEK_FIRST, WEEK_LAST)
+        platform.run("weekly_monitor_job")
+        yield platform
+
+
+@pytest.fixture
+def drifted(platform_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    yield from monitored_platform(monkeypatch, drift=True)
+
+
+@pytest.fixture
+def steady(platform_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    yield from monitored_platform(monkeypatch, drift=False)
+
+
+def evaluate_sensor(platform: Platform, cursor: str | None = None) -> tuple[object, str | None]:
+    sensor = platform.defs.get_sensor_def("retrain_sensor")
+    with dg.build_sensor_context(instance=platform.instance, cursor=cursor) as context:
+        result = sensor(context)
+        return result, context.cursor
+
+
+def test_drifted_week_triggers_one_retrain(drifted: Platform) -> None:
+    health = drifted.defs.load_asset_value("champion_health", instance=drifted.instance)
+    drift = drifted.defs.load_asset_value("drift_report", instance=drifted.instance)
+    # the week after the training range, minus the synthetic city's occasional gaps
+    assert health["state"] == "ok" and 0.9 * 10 * 7 * 24 <= health["rows"] <= 10 * 7 * 24
+    assert drift["state"] == "computed" and drift["share"] >= 0.5
+    assert Path(drift["html_path"]).exists()
+
+    result, cursor = evaluate_sensor(drifted)
+    assert isinstance(result, dg.RunRequest)
+    assert result.tags["bike/retrain_level"] in {"P1", "P2"}
+    again, _ = evaluate_sensor(drifted, cursor=cursor)
+    assert isinstance(again, dg.SkipReason)  # the same reports never trigger twice
+
+    log = DuckDBWarehouse(database=str(drifted.settings.warehouse_path)).read("decision_log")
+    assert set(log["kind"]) >= {"drift", "retrain"}
+
+    # the requested run retrains on the drifted weeks and the decision is logged
+    drifted.run("retrain_job", tags=dict(result.tags),
+                run_config={"ops": {"splits": {"config": {"test_current_days": 5,
+                                                          "train_current_days": 10,
+                                                          "test_baseline_days": 5,
+                                                          "min_train_baseline_days": 8}},
+                                    "challenger_model": {"config": {"max_iter": 40}}}})
+    report = drifted.defs.load_asset_value("evaluation_report", instance=drifted.instance)
+    assert report["champion"]["status"] == "ok"
+    assert report["decision"] in {"DEPLOY", "SKIP", "REJECT"}
+
+
+def test_steady_week_with_healthy_champion_skips(steady: Platform) -> None:
+    drift = steady.defs.load_asset_value("drift_report", instance=steady.instance)
+    assert drift["state"] == "computed" and drift["share"] < 0.3
+    result, _ = evaluate_sensor(steady)
+    assert isinstance(result, dg.SkipReason)
+    assert "P4" in (result.skip_message or "")
+
+
+def test_predictions_forecast_future_hours_with_the_champion(steady: Platform) -> None:
+    steady.run("daily_predictions_job")
+    table = steady.defs.load_asset_value("predictions", instance=steady.instance)
+    pointer = read_pointer(steady.settings.champion_pointer_uri)
+    assert pointer is not None
+    forecast = table[table["kind"] == "forecast"]
+    backtest = table[table["kind"] == "backtest"]
+    last_hour = pd.Timestamp(WEEK_LAST.isoformat(), tz="Europe/Paris") + pd.Timedelta(hours=23)
+    assert forecast["timestamp"].min() > last_hour  # only hours that have not happened yet
+    assert len(forecast) == forecast["counter_id"].nunique() * 168
+    assert set(table["model_version"]) == {pointer.version}
+    assert (table["predicted_count"] >= 0).all()
+    assert backtest["actual_count"].notna().all() and len(backtest) > 0
+
+
+def test_sensor_without_reports_explains_why_it_waits(platform: Platform) -> None:
+    result, _ = evaluate_sensor(platform)
+    assert isinstance(result, dg.SkipReason)
+    assert "no drift_report" in (result.skip_message or "")
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_daily_ingest_schedule_asks_for_yesterday_at_two(platform: Platform) -> None:
+    schedule = platform.defs.get_schedule_def("daily_ingest_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "Europe/Paris"
+    tick = datetime(2024, 3, 31, 2, 0, tzinfo=PARIS)
+    with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=tick) as ctx:
+        requests = list(schedule.evaluate_tick(ctx).run_requests or [])
+    assert [r.partition_key for r in requests] == ["2024-03-30"]
+
+
+@pytest.mark.parametrize(("name", "cron", "job"), [
+    ("daily_predictions_schedule", "0 4 * * *", "daily_predictions_job"),
+    ("weekly_monitor_schedule", "0 5 * * 0", "weekly_monitor_job"),
+])
+def test_monitoring_schedules(platform: Platform, name: str, cron: str, job: str) -> None:
+    schedule = platform.defs.get_schedule_def(name)
+    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
+        cron, "Europe/Paris", job)
+    with dg.build_schedule_context(instance=platform.instance) as ctx:
+        requests = list(schedule.evaluate_tick(ctx).run_requests or [])
+    assert len(requests) == 1
