@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 
 from bike_assets.ml.model import predict_counts
 from bike_serving.errors import EXCEPTION_HANDLERS, RETRAIN_COMMAND
+from bike_serving.prediction import OFFLOAD_RECORDS
 
 try:
     from bike_assets_tests.serving_fixtures import (
@@ -146,6 +147,29 @@ def test_mixed_batch_keeps_input_order(client: Client) -> None:
     assert [datetime.fromisoformat(p["timestamp"]) for p in body["predictions"]] == [
         datetime.fromisoformat(s) for s in stamps
     ]
+
+
+def test_big_batch_answered_off_the_event_loop_is_the_same(tmp_path: Path) -> None:
+    """Above OFFLOAD_RECORDS the whole batch is answered in a worker thread: same numbers,
+    same 422s naming the record."""
+    publish(tmp_path, trained("1"), "1")
+    inside = iso_hours(CACHE_START, CACHE_HOURS)
+    outside = iso_hours(datetime(2025, 2, 1, tzinfo=UTC), 48)
+    stamps = (inside + outside) * 25  # 2,400 records, half in the cache
+    ids = [COUNTERS[i % len(COUNTERS)] for i in range(len(stamps))]
+    assert len(stamps) > OFFLOAD_RECORDS
+    with serving_client(tmp_path) as c:
+        body = predict(c, ids, stamps)
+        np.testing.assert_allclose(counts_of(body), pipeline_counts(ids, stamps), rtol=1e-12)
+        assert metric(c, "bike_predictions_total", source="cache") == len(stamps) // 2
+        assert metric(c, "bike_predictions_total", source="pipeline") == len(stamps) // 2
+
+        bad = _records(*stamps)
+        bad["records"][2345]["timestamp"] = "2024-06-03T25:00:00"
+        assert_error(c.post("/predict", json=bad), 422, "records[2345].timestamp", "25:00")
+        bad = _records(*stamps)
+        bad["records"][2100]["counter_id"] = "ghost"
+        assert_error(c.post("/predict", json=bad), 422, "records[2100].counter_id", "ghost")
 
 
 def test_single_record_paths_equal_the_pipeline(client: Client) -> None:

@@ -8,17 +8,8 @@ from bike_serving.champion import LoadedChampion
 from bike_serving.controllers.responses import INVALID, NO_CHAMPION, error
 from bike_serving.dependencies import Services
 from bike_serving.errors import TooManyRecordsError
-from bike_serving.prediction import predict_hours
+from bike_serving.prediction import predict_records
 from bike_serving.schemas import Prediction, PredictRequest, PredictResponse
-from bike_serving.timestamps import parse_timestamps
-
-
-def _timestamp_field(i: int) -> str:
-    return f"records[{i}].timestamp"
-
-
-def _counter_field(i: int) -> str:
-    return f"records[{i}].counter_id"
 
 
 class PredictController(Controller):
@@ -50,10 +41,10 @@ class PredictController(Controller):
                 "(BIKE_MAX_RECORDS): split the batch",
                 "records",
             )
-        parsed = parse_timestamps([r.timestamp for r in records], _timestamp_field)
         counter_ids = [r.counter_id for r in records]
-        codes = champion.codes_for(counter_ids, _counter_field)
-        values = await predict_hours(champion, codes, parsed.hours, services.metrics)
+        answer = await predict_records(
+            champion, counter_ids, [r.timestamp for r in records], services.metrics
+        )
         # map() over C-level constructors: no per-row Python frame for 50k records.
-        predictions = list(map(Prediction, counter_ids, parsed.instants, values.tolist()))
+        predictions = list(map(Prediction, counter_ids, answer.instants, answer.values.tolist()))
         return PredictResponse(model=champion.info, predictions=predictions)
