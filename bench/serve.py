@@ -380,7 +380,16 @@ def report(results: dict[str, Result], client: str, secs: float) -> str:
             f"- target (d) <= {TARGET_BATCH_SERVER_MS:.0f} ms server side: "
             f"{'met' if met else 'NOT met'} (server p50 {batch.server_p50_ms:.1f} ms)"
         )
-    lines.append("")
+    lines += [
+        "",
+        "Notes: (a) decodes the same single-record JSON body into a dict and returns a constant. "
+        "(b)-(e) send timestamps with a UTC offset; 100 counters, HistGradientBoosting "
+        "max_iter=150. (c) and (e) are bound by the pipeline itself (pandas features + "
+        "HistGradientBoosting predict, one OpenMP thread per call, run in worker threads); "
+        '(d) against (e) is what the forecast cache saves. "server" is the app\'s own '
+        "`Server-Timing` (body read and decode, handler, encode).",
+        "",
+    ]
     return "\n".join(lines)
 
 
