@@ -1,7 +1,32 @@
 """The HTTP serving app: the champion model behind a Litestar API.
 
-`bike_serving.app:app` is the ASGI application (`uvicorn bike_serving.app:app`). It reads the same
-settings as the Dagster code location (`bike_assets.settings.Settings.from_env()`), follows the
-champion pointer written by the retrain job, and answers from a precomputed forecast of the
-champion's own pipeline whenever it can.
+`bike_serving.app:app` is the ASGI application (`uvicorn bike_serving.app:app`, one worker per
+container). It reads the same settings as the Dagster code location
+(`bike_assets.settings.Settings.from_env()`), follows the champion pointer written by the retrain
+job, and answers from a precomputed forecast of the champion's own pipeline whenever it can.
+
+Endpoints: POST /predict, GET /forecast, GET /counters, GET /champion, GET /health/live,
+GET /health/ready, GET /metrics, POST /admin/reload (X-API-Key), OpenAPI at /schema
+(/schema/openapi.json).
+
+Decisions worth knowing (details in the modules):
+- Timestamps: ISO 8601, naive = Europe/Paris; an instant inside an hour gets that hour's count
+  (the model's features are hourly, so this is also the pipeline's own answer) and is echoed as
+  sent, with its offset (`timestamps`).
+- Errors are `{"status_code", "detail", "field"?}`: 400 body is not JSON, 422 a field is wrong
+  (type, missing, empty `records`, bad timestamp, unknown counter, out-of-range parameter),
+  413 more than BIKE_MAX_RECORDS records, 503 no champion loaded (the detail says how to train
+  one), 404/405 routing; an unexpected exception is a bare JSON 500, logged (`errors`).
+- Admin endpoints: 401 without the right X-API-Key; 403 "disabled" when BIKE_API_KEY is unset
+  (`auth`). POST /admin/reload answers 200 with `result` loaded/unchanged/refreshed/failed/absent.
+- Hot reload: pointer re-read every BIKE_RELOAD_INTERVAL s (<= 0: only on /admin/reload); a new
+  artifact is loaded in a thread and swapped by one reference assignment; a broken pointer or
+  artifact keeps the old model and counts `bike_model_reloads_total{result="failed"}`; the
+  forecast window moves with the Paris day at the next check (`model_holder`).
+- Forecast cache: every known counter x every hour of BIKE_FORECAST_CACHE_DAYS Paris days from
+  today's midnight, computed with one `predict` call of the loaded pipeline; other hours go
+  through the pipeline in a worker thread (`forecast_cache`, `prediction`).
+- Metrics: one Prometheus registry per app, the Litestar plugin's HTTP metrics (group_path=True)
+  plus bike_predictions_total{source}, bike_model_info{version}, bike_model_reloads_total{result},
+  bike_model_age_seconds (`metrics`).
 """
