@@ -14,13 +14,17 @@ Everything lands in `BIKE_DATA_DIR` (default ./data); Dagster history in `DAGSTE
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+# Runs still log everything to DAGSTER_HOME (visible in `dagster dev`); the terminal gets the story.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -51,7 +55,7 @@ def _title(text: str) -> None:
 
 def _run_job(defs: Any, instance: Any, name: str, **kwargs: Any) -> Any:
     result = defs.resolve_job_def(name).execute_in_process(
-        instance=instance, raise_on_error=False, **kwargs
+        instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
     )
     if not result.success:
         failures = [e.message for e in result.all_events if e.is_failure]
@@ -78,6 +82,9 @@ def _print_evaluation(defs: Any) -> dict[str, Any]:
 
 def demo(args: argparse.Namespace) -> int:
     start, drift, end = _prepare_env(args)
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     import dagster as dg
 
     from bike_assets.definitions import defs

@@ -8,8 +8,10 @@ import dagster as dg
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, **kwargs: Any) -> None:
+    from bike_assets.cli import QUIET
+
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False, **kwargs
+        instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
     )
     if not result.success:
         raise SystemExit(f"{job} failed; see `dagster dev` for the run's logs")
