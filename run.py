@@ -60,9 +60,7 @@ def test(args: list[str]) -> int:
         if _run(*step) != 0:
             return 1
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BIKE_", "DAGSTER_HOME"))}
-    return _run(
-        PY, "-m", "pytest", "--cov", "--cov-report=term:skip-covered", *args, env=env
-    )
+    return _run(PY, "-m", "pytest", "--cov", "--cov-report=term:skip-covered", *args, env=env)
 
 
 def main() -> int:

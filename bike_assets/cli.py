@@ -65,7 +65,9 @@ def _run_job(defs: Any, instance: Any, name: str, **kwargs: Any) -> Any:
 
 def _ingest(defs: Any, instance: Any, first: date, last: date) -> None:
     _run_job(
-        defs, instance, "ingest_job",
+        defs,
+        instance,
+        "ingest_job",
         tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
     )
     _run_job(defs, instance, "counters_job")
@@ -94,9 +96,12 @@ def demo(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     pre_drift_end = drift - timedelta(days=1)
 
-    _title(f"1. ingest {start} .. {pre_drift_end} (synthetic Paris, {settings.synthetic_counters} counters)")
+    _title(
+        f"1. ingest {start} .. {pre_drift_end} "
+        f"(synthetic Paris, {settings.synthetic_counters} counters)"
+    )
     _ingest(defs, instance, start, pre_drift_end)
-    counters = defs.load_asset_value("counters")
+    counters: Any = defs.load_asset_value("counters")
     print(f"raw_counts: {int(counters['rows'].sum()):,} rows for {len(counters)} counters")
 
     _title("2. retrain_job: challenger vs champion vs seasonal naive, on unseen hours")
@@ -126,12 +131,18 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bike", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(
+        prog="bike", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="run the platform end to end offline on the synthetic city")
     p.add_argument("--days", type=int, default=105, help="days of counts to ingest (default 105)")
-    p.add_argument("--drift-days-ago", type=int, default=21,
-                   help="the drift event starts this many days before today (default 21)")
+    p.add_argument(
+        "--drift-days-ago",
+        type=int,
+        default=21,
+        help="the drift event starts this many days before today (default 21)",
+    )
     p.add_argument("--today", default=None, help="pretend today is this date (YYYY-MM-DD)")
     p.add_argument("--forecast-hours", type=int, default=24)
     p.add_argument("--fresh", action="store_true", help="delete BIKE_DATA_DIR first")
@@ -143,4 +154,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

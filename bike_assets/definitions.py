@@ -38,7 +38,7 @@ CHECKS = [
     ingestion.raw_counts_completeness,
     evaluation.challenger_is_sane,
 ]
-JOBS = [
+JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
     ingest_job,
     counters_job,
     retrain_job,

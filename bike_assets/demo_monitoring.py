@@ -21,8 +21,8 @@ def monitor_and_maybe_retrain(defs: dg.Definitions, instance: dg.DagsterInstance
     """Materialize the monitoring assets, evaluate retrain_sensor once, run what it requests."""
     _run(defs, instance, "daily_predictions_job")
     _run(defs, instance, "weekly_monitor_job")
-    health = defs.load_asset_value("champion_health", instance=instance)
-    drift = defs.load_asset_value("drift_report", instance=instance)
+    health: Any = defs.load_asset_value("champion_health", instance=instance)
+    drift: Any = defs.load_asset_value("drift_report", instance=instance)
     r2, rmse = health.get("r2"), health.get("rmse")
     print(
         f"champion_health: state={health['state']} rows={health['rows']} "
@@ -31,22 +31,32 @@ def monitor_and_maybe_retrain(defs: dg.Definitions, instance: dg.DagsterInstance
     share = drift.get("share")
     print(
         f"drift_report: state={drift['state']} "
-        + (f"share={share:.2f} ({drift['drifted_columns']}/{drift['n_columns']} columns)"
-           if share is not None else f"({drift.get('reason')})")
+        + (
+            f"share={share:.2f} ({drift['drifted_columns']}/{drift['n_columns']} columns)"
+            if share is not None
+            else f"({drift.get('reason')})"
+        )
     )
     for name, column in sorted(drift.get("columns", {}).items()):
-        print(f"    {name:<20} {column['method']:<28} score={column['score']:.3f} "
-              f"{'DRIFT' if column['drifted'] else ''}")
+        print(
+            f"    {name:<20} {column['method']:<28} score={column['score']:.3f} "
+            f"{'DRIFT' if column['drifted'] else ''}"
+        )
     sensor = defs.get_sensor_def("retrain_sensor")
     with dg.build_sensor_context(instance=instance, definitions=defs) as context:
         result = sensor(context)
-    requests = [r for r in (result if isinstance(result, list) else [result])
-                if isinstance(r, dg.RunRequest)]
+    requests = [
+        r
+        for r in (result if isinstance(result, list) else [result])
+        if isinstance(r, dg.RunRequest)
+    ]
     if not requests:
         print(f"retrain_sensor: {getattr(result, 'skip_message', result)}")
         return False
     request = requests[0]
-    print(f"retrain_sensor: RunRequest run_key={request.run_key} "
-          f"level={request.tags.get('bike/retrain_level')}: {request.tags.get('bike/retrain_reason')}")
+    print(
+        f"retrain_sensor: RunRequest run_key={request.run_key} "
+        f"level={request.tags.get('bike/retrain_level')}: {request.tags.get('bike/retrain_reason')}"
+    )
     _run(defs, instance, "retrain_job", tags=dict(request.tags))
     return True

@@ -47,7 +47,7 @@ def serve_and_forecast(settings: Settings, hours: int = 24) -> None:
         print(f"GET {base}/champion -> version {champion.get('version')}")
         print(f"GET {base}/forecast?counter_id={counter_id}&hours={hours}")
         for point in forecast["predictions"]:
-            bar = "#" * int(round(point["predicted_count"] / 10))
+            bar = "#" * round(point["predicted_count"] / 10)
             print(f"  {point['timestamp']}  {point['predicted_count']:7.1f}  {bar}")
     finally:
         server.should_exit = True

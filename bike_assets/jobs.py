@@ -25,8 +25,13 @@ counters_job = dg.define_asset_job(
 retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(
-        "train_baseline", "test_baseline", "train_current", "test_current",
-        "challenger_model", "evaluation_report", "champion",
+        "train_baseline",
+        "test_baseline",
+        "train_current",
+        "test_current",
+        "challenger_model",
+        "evaluation_report",
+        "champion",
     ),
     description="splits -> challenger -> evaluation (vs champion and naive) -> champion pointer.",
 )
@@ -80,7 +85,8 @@ def rollback_champion(
         version=str(target),
         model_uri=model_uri,
         trained_range=dict(previous.get("trained_range") or {})
-        if previous.get("version") == target else {},
+        if previous.get("version") == target
+        else {},
         metrics={"rolled_back_from": current.version if current else None},
         previous=current.summary() if current else None,
     )
@@ -97,7 +103,9 @@ def rollback_champion(
         previous_version=current.version if current else None,
         champion_version=str(target),
     )
-    alerts.send("Champion rolled back", reason, level="warning", dedup_key=f"rollback:{context.run_id}")
+    alerts.send(
+        "Champion rolled back", reason, level="warning", dedup_key=f"rollback:{context.run_id}"
+    )
     context.log.info(reason)
 
 

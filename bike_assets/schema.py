@@ -90,8 +90,16 @@ def normalize_records(records: Iterable[Mapping[str, Any]]) -> Normalized:
             )
             for r in objects
         ],
-        columns=["counter_id", "counter_name", "site_id", "site_name", "date", "sum_counts",
-                 "coordinates", "installation_date"],
+        columns=[
+            "counter_id",
+            "counter_name",
+            "site_id",
+            "site_name",
+            "date",
+            "sum_counts",
+            "coordinates",
+            "installation_date",
+        ],
     )
 
     def keep(mask: pd.Series, reason: str) -> None:
@@ -105,14 +113,18 @@ def normalize_records(records: Iterable[Mapping[str, Any]]) -> Normalized:
     raw = raw.assign(counter_id=counter_id)
     keep(counter_id.notna(), "missing_counter_id")
 
-    count = pd.to_numeric(raw["sum_counts"].where(raw["sum_counts"].map(_is_number)), errors="coerce")
+    count = pd.to_numeric(
+        raw["sum_counts"].where(raw["sum_counts"].map(_is_number)), errors="coerce"
+    )
     raw = raw.assign(count=count)
     keep(count.notna() & (count == count.round()), "bad_count")
     keep(raw["count"] >= 0, "negative_count")
 
     ts = pd.to_datetime(
         raw["date"].where(raw["date"].map(lambda v: isinstance(v, str))),
-        utc=True, errors="coerce", format="ISO8601",
+        utc=True,
+        errors="coerce",
+        format="ISO8601",
     )
     raw = raw.assign(timestamp=ts)
     keep(ts.notna(), "bad_timestamp")

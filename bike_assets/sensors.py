@@ -5,9 +5,9 @@ from typing import Any
 
 import dagster as dg
 
+from bike_assets.assets.monitoring import record_decision
 from bike_assets.jobs import retrain_job
 from bike_assets.monitoring.retrain_decision import DriftFacts, HealthFacts, decide_retrain
-from bike_assets.assets.monitoring import record_decision
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.factory import build_resources
@@ -72,8 +72,10 @@ def retrain_sensor(context: dg.SensorEvaluationContext) -> Any:
     if drift_event is None and health_event is None:
         return dg.SkipReason("no drift_report or champion_health materialization yet")
     # The facts that trigger a run: these two materializations. Same facts, same key.
-    key = f"drift-{drift_event.storage_id if drift_event else 0}" \
-          f"-health-{health_event.storage_id if health_event else 0}"
+    key = (
+        f"drift-{drift_event.run_id if drift_event else 'none'}"
+        f"-health-{health_event.run_id if health_event else 'none'}"
+    )
     if context.cursor == key:
         return dg.SkipReason(f"already decided on these reports ({key})")
     health, drift, force = facts_from_metadata(
@@ -86,8 +88,12 @@ def retrain_sensor(context: dg.SensorEvaluationContext) -> Any:
     context.update_cursor(key)
     try:
         record_decision(
-            warehouse, kind="retrain", decision=decision.level, value=None,
-            detail=decision.reason, run_id=f"sensor:{key}",
+            warehouse,
+            kind="retrain",
+            decision=decision.level,
+            value=None,
+            detail=decision.reason,
+            run_id=f"sensor:{key}",
         )
     except Exception as exc:  # the audit row must not stop the platform from acting
         context.log.warning("could not write decision_log: %s", exc)
@@ -101,7 +107,10 @@ def retrain_sensor(context: dg.SensorEvaluationContext) -> Any:
     if decision.retrain:
         return dg.RunRequest(
             run_key=key,
-            tags={"bike/retrain_level": decision.level, "bike/retrain_reason": decision.reason[:200]},
+            tags={
+                "bike/retrain_level": decision.level,
+                "bike/retrain_reason": decision.reason[:200],
+            },
         )
     return dg.SkipReason(f"{decision.level}: {decision.reason}")
 

@@ -19,8 +19,12 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 # Small windows so that a retrain takes seconds: needs 28 days of data.
-SMALL_SPLITS = {"test_current_days": 5, "train_current_days": 10, "test_baseline_days": 5,
-                "min_train_baseline_days": 8}
+SMALL_SPLITS = {
+    "test_current_days": 5,
+    "train_current_days": 10,
+    "test_baseline_days": 5,
+    "min_train_baseline_days": 8,
+}
 SMALL_MODEL = {"max_iter": 40, "validation_days": 2}
 
 
@@ -47,7 +51,8 @@ class Platform:
 
     def ingest(self, first: date, last: date, **kwargs: Any) -> Any:
         return self.run(
-            "ingest_job", tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+            "ingest_job",
+            tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
             **kwargs,
         )
 
@@ -57,8 +62,14 @@ class Platform:
 
 # Variables a developer may have exported; tests must not inherit them.
 _PLATFORM_ENV = (
-    "BIKE_ENV", "BIKE_SOURCE", "BIKE_API_KEY", "BIKE_SYNTHETIC_DRIFT_DATE", "PARIS_OPEN_DATA_URL",
-    "MLFLOW_TRACKING_URI", "DISCORD_WEBHOOK_URL", "PROMETHEUS_PUSHGATEWAY_URL",
+    "BIKE_ENV",
+    "BIKE_SOURCE",
+    "BIKE_API_KEY",
+    "BIKE_SYNTHETIC_DRIFT_DATE",
+    "PARIS_OPEN_DATA_URL",
+    "MLFLOW_TRACKING_URI",
+    "DISCORD_WEBHOOK_URL",
+    "PROMETHEUS_PUSHGATEWAY_URL",
 )
 
 

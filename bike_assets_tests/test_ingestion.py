@@ -33,7 +33,9 @@ def api() -> Iterator[FakeParisApi]:
 
 
 @pytest.fixture
-def paris(platform_env: Path, api: FakeParisApi, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+def paris(
+    platform_env: Path, api: FakeParisApi, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
     from bike_assets.definitions import build_definitions
     from bike_assets.settings import Settings
 
@@ -103,8 +105,9 @@ def test_failed_fetch_fails_the_run_and_keeps_the_previous_rows(
     pd.testing.assert_frame_equal(stored(paris, DAYS[1]), before)
 
 
-def test_bad_records_are_dropped_counted_and_reported(platform_env: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_records_are_dropped_counted_and_reported(
+    platform_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bike_assets.definitions import build_definitions
     from bike_assets.settings import Settings
 
@@ -138,16 +141,31 @@ def test_synthetic_source_feeds_the_same_asset(platform: Platform) -> None:
 
 def good_frame() -> pd.DataFrame:
     hours = pd.date_range("2021-03-27T23:00Z", periods=23, freq="h")  # Paris 2021-03-28
-    return coerce_tidy(pd.DataFrame({
-        "counter_id": "a", "counter_name": "A", "site_id": "1", "site_name": "S",
-        "timestamp": hours, "count": 3, "lat": 48.8, "lon": 2.3, "installation_date": "2020-01-01",
-    }))
+    return coerce_tidy(
+        pd.DataFrame(
+            {
+                "counter_id": "a",
+                "counter_name": "A",
+                "site_id": "1",
+                "site_name": "S",
+                "timestamp": hours,
+                "count": 3,
+                "lat": 48.8,
+                "lon": 2.3,
+                "installation_date": "2020-01-01",
+            }
+        )
+    )
 
 
 def test_checks_pass_on_a_good_frame() -> None:
     frame = good_frame()
-    for result in (check_schema(frame), check_counts(frame), check_unique_keys(frame),
-                   check_completeness(frame, 0.9)):
+    for result in (
+        check_schema(frame),
+        check_counts(frame),
+        check_unique_keys(frame),
+        check_completeness(frame, 0.9),
+    ):
         assert result.passed, result.metadata
 
 
@@ -169,16 +187,28 @@ def test_contract_cli_materialize_a_month_twice_changes_nothing(tmp_path: Path) 
     records = make_records(july, counters=2, seed=5)
     with FakeParisApi(records) as server:
         env = env_without_platform_vars() | {
-            "BIKE_SOURCE": "paris", "PARIS_OPEN_DATA_URL": server.url,
-            "BIKE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
+            "BIKE_SOURCE": "paris",
+            "PARIS_OPEN_DATA_URL": server.url,
+            "BIKE_DATA_DIR": str(tmp_path / "data"),
+            "DAGSTER_HOME": str(tmp_path / "home"),
         }
         (tmp_path / "home").mkdir()
         dagster = Path(sys.executable).with_name("dagster")
-        command = [str(dagster), "asset", "materialize", "-m", "bike_assets.definitions",
-                   "--select", "raw_counts", "--partition-range", "2021-07-01...2021-07-31"]
+        command = [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "bike_assets.definitions",
+            "--select",
+            "raw_counts",
+            "--partition-range",
+            "2021-07-01...2021-07-31",
+        ]
         for _ in range(2):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                                  cwd=tmp_path)
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+            )
             assert done.returncode == 0, done.stderr[-3000:]
         assert server.requests == 2 * 31
         check = (
@@ -190,8 +220,14 @@ def test_contract_cli_materialize_a_month_twice_changes_nothing(tmp_path: Path) 
             "print(len(total), total.duplicated(['counter_id', 'timestamp']).sum(),"
             " list(total.columns) == " + repr(TIDY_COLUMNS) + ")\n"
         )
-        done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
-                              text=True, timeout=300, cwd=tmp_path)
+        done = subprocess.run(
+            [sys.executable, "-c", check],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.split() == [str(len(records)), "0", "True"]
     assert os.path.exists(tmp_path / "data" / "warehouse.duckdb")

@@ -81,7 +81,10 @@ def test_skip_rollback_force_and_rollback_again(platform: Platform) -> None:
 
     platform.retrain(force=True)
     forced = read_pointer(platform.settings.champion_pointer_uri)
-    assert forced is not None and forced.version not in (v1.version, report["challenger"]["version"])
+    assert forced is not None and forced.version not in (
+        v1.version,
+        report["challenger"]["version"],
+    )
     assert forced.previous is not None and forced.previous["version"] == v1.version
     assert alias_version(platform, "champion") == forced.version
     log = promotion_log(platform)
@@ -102,8 +105,12 @@ def test_broken_champion_is_reported_and_challenger_judged_against_naive(
     Path(platform.settings.champion_pointer_uri).parent.mkdir(parents=True, exist_ok=True)
     write_pointer(
         platform.settings.champion_pointer_uri,
-        ChampionPointer(version="99", model_uri=str(platform.settings.data_dir / "gone.joblib"),
-                        trained_range={}, metrics={}),
+        ChampionPointer(
+            version="99",
+            model_uri=str(platform.settings.data_dir / "gone.joblib"),
+            trained_range={},
+            metrics={},
+        ),
     )
     platform.retrain()
     report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
@@ -129,12 +136,18 @@ def _promote(pointer_uri: str, database: str, version: str, barrier: object) -> 
     barrier.wait()  # type: ignore[attr-defined]
     write_pointer(
         pointer_uri,
-        ChampionPointer(version=version, model_uri=f"/models/v{version}", trained_range={},
-                        metrics={}),
+        ChampionPointer(
+            version=version, model_uri=f"/models/v{version}", trained_range={}, metrics={}
+        ),
     )
     log_promotion(
-        DuckDBWarehouse(database=database), run_id=f"run-{version}", decision="DEPLOY",
-        reason="race", forced=False, challenger_version=version, previous_version=None,
+        DuckDBWarehouse(database=database),
+        run_id=f"run-{version}",
+        decision="DEPLOY",
+        reason="race",
+        forced=False,
+        challenger_version=version,
+        previous_version=None,
         champion_version=version,
     )
 
@@ -143,8 +156,9 @@ def test_two_racing_promotions_leave_one_valid_pointer_and_two_log_rows(tmp_path
     pointer_uri, database = str(tmp_path / "champion.json"), str(tmp_path / "w.duckdb")
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_promote, args=(pointer_uri, database, v, barrier))
-             for v in ("1", "2")]
+    procs = [
+        ctx.Process(target=_promote, args=(pointer_uri, database, v, barrier)) for v in ("1", "2")
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -72,12 +72,23 @@ def test_drifted_week_triggers_one_retrain(drifted: Platform) -> None:
     assert set(log["kind"]) >= {"drift", "retrain"}
 
     # the requested run retrains on the drifted weeks and the decision is logged
-    drifted.run("retrain_job", tags=dict(result.tags),
-                run_config={"ops": {"splits": {"config": {"test_current_days": 5,
-                                                          "train_current_days": 10,
-                                                          "test_baseline_days": 5,
-                                                          "min_train_baseline_days": 8}},
-                                    "challenger_model": {"config": {"max_iter": 40}}}})
+    drifted.run(
+        "retrain_job",
+        tags=dict(result.tags),
+        run_config={
+            "ops": {
+                "splits": {
+                    "config": {
+                        "test_current_days": 5,
+                        "train_current_days": 10,
+                        "test_baseline_days": 5,
+                        "min_train_baseline_days": 8,
+                    }
+                },
+                "challenger_model": {"config": {"max_iter": 40}},
+            }
+        },
+    )
     report = drifted.defs.load_asset_value("evaluation_report", instance=drifted.instance)
     assert report["champion"]["status"] == "ok"
     assert report["decision"] in {"DEPLOY", "SKIP", "REJECT"}
@@ -120,19 +131,27 @@ def test_daily_ingest_schedule_asks_for_yesterday_at_two(platform: Platform) -> 
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone == "Europe/Paris"
     tick = datetime(2024, 3, 31, 2, 0, tzinfo=PARIS)
-    with dg.build_schedule_context(instance=platform.instance, scheduled_execution_time=tick) as ctx:
+    with dg.build_schedule_context(
+        instance=platform.instance, scheduled_execution_time=tick
+    ) as ctx:
         requests = list(schedule.evaluate_tick(ctx).run_requests or [])
     assert [r.partition_key for r in requests] == ["2024-03-30"]
 
 
-@pytest.mark.parametrize(("name", "cron", "job"), [
-    ("daily_predictions_schedule", "0 4 * * *", "daily_predictions_job"),
-    ("weekly_monitor_schedule", "0 5 * * 0", "weekly_monitor_job"),
-])
+@pytest.mark.parametrize(
+    ("name", "cron", "job"),
+    [
+        ("daily_predictions_schedule", "0 4 * * *", "daily_predictions_job"),
+        ("weekly_monitor_schedule", "0 5 * * 0", "weekly_monitor_job"),
+    ],
+)
 def test_monitoring_schedules(platform: Platform, name: str, cron: str, job: str) -> None:
     schedule = platform.defs.get_schedule_def(name)
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
-        cron, "Europe/Paris", job)
+        cron,
+        "Europe/Paris",
+        job,
+    )
     with dg.build_schedule_context(instance=platform.instance) as ctx:
         requests = list(schedule.evaluate_tick(ctx).run_requests or [])
     assert len(requests) == 1

@@ -18,7 +18,13 @@ CASES = [
     # (name, challenger, champion, expected decision, reason fragment)
     ("first model", scores(0.8, 0.8), None, "DEPLOY", "no champion yet"),
     ("first model fails the floor", scores(0.5, 0.8), None, "REJECT", "< floor"),
-    ("fails floor, champion passes", scores(0.5, 0.9), scores(0.7, 0.7), "REJECT", "champion passes"),
+    (
+        "fails floor, champion passes",
+        scores(0.5, 0.9),
+        scores(0.7, 0.7),
+        "REJECT",
+        "champion passes",
+    ),
     ("both fail the floor, gain above", scores(0.5, 0.8), scores(0.55, 0.7), "DEPLOY", "both fail"),
     ("both fail the floor, gain below", scores(0.5, 0.71), scores(0.55, 0.7), "SKIP", "both fail"),
     ("gain below threshold", scores(0.8, 0.81), scores(0.8, 0.8), "SKIP", "< 0.020"),
@@ -30,13 +36,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "challenger", "champion", "expected", "fragment"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_decision(name: str, challenger: ModelScores, champion: ModelScores | None,
-                  expected: str, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "challenger", "champion", "expected", "fragment"), CASES, ids=[c[0] for c in CASES]
+)
+def test_decision(
+    name: str, challenger: ModelScores, champion: ModelScores | None, expected: str, fragment: str
+) -> None:
     decision = decide_deployment(
-        challenger=challenger, champion=champion, naive_current=NAIVE,
-        baseline_r2_floor=0.6, deploy_min_gain=0.02,
+        challenger=challenger,
+        champion=champion,
+        naive_current=NAIVE,
+        baseline_r2_floor=0.6,
+        deploy_min_gain=0.02,
     )
     assert decision.decision == expected
     assert fragment in decision.reason

@@ -28,10 +28,16 @@ def test_gcp_pointer_lives_on_gcs_and_needs_its_bucket() -> None:
         Settings.from_env({"BIKE_ENV": "gcp", "GCP_PROJECT": "p"}).validate_for_gcp()
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("BIKE_ENV", "aws"), ("BIKE_SOURCE", "csv"), ("DEPLOY_MIN_GAIN", "two"),
-    ("BIKE_MAX_RECORDS", "1.5"), ("BIKE_SYNTHETIC_DRIFT_DATE", "tomorrow"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BIKE_ENV", "aws"),
+        ("BIKE_SOURCE", "csv"),
+        ("DEPLOY_MIN_GAIN", "two"),
+        ("BIKE_MAX_RECORDS", "1.5"),
+        ("BIKE_SYNTHETIC_DRIFT_DATE", "tomorrow"),
+    ],
+)
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})

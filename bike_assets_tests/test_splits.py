@@ -22,8 +22,9 @@ def hourly(first_day: str, days: int, counters: int = 2) -> pd.DataFrame:
     )
 
 
-SMALL = SplitWindows(test_current_days=2, train_current_days=3, test_baseline_days=2,
-                     min_train_baseline_days=3)
+SMALL = SplitWindows(
+    test_current_days=2, train_current_days=3, test_baseline_days=2, min_train_baseline_days=3
+)
 
 
 def test_no_training_row_is_later_than_any_test_row_of_its_split() -> None:
@@ -54,9 +55,14 @@ def test_dst_day_counts_its_23_hours() -> None:
 
 
 def test_frozen_baseline_window_is_respected() -> None:
-    windows = SplitWindows(test_current_days=2, train_current_days=3, test_baseline_days=2,
-                           min_train_baseline_days=3, baseline_start=date(2024, 3, 3),
-                           baseline_end=date(2024, 3, 12))
+    windows = SplitWindows(
+        test_current_days=2,
+        train_current_days=3,
+        test_baseline_days=2,
+        min_train_baseline_days=3,
+        baseline_start=date(2024, 3, 3),
+        baseline_end=date(2024, 3, 12),
+    )
     splits = make_splits(hourly("2024-03-01", 20), windows)
     assert splits.ranges["train_baseline"] == (date(2024, 3, 3), date(2024, 3, 10))
     assert splits.ranges["test_baseline"] == (date(2024, 3, 10), date(2024, 3, 12))

@@ -18,18 +18,39 @@ from bike_assets_tests.conftest import env_without_platform_vars
 pytestmark = pytest.mark.e2e
 
 EXPECTED_ASSETS = {
-    "raw_counts", "counters", "train_baseline", "test_baseline", "train_current", "test_current",
-    "challenger_model", "evaluation_report", "champion", "champion_health", "drift_report",
+    "raw_counts",
+    "counters",
+    "train_baseline",
+    "test_baseline",
+    "train_current",
+    "test_current",
+    "challenger_model",
+    "evaluation_report",
+    "champion",
+    "champion_health",
+    "drift_report",
     "predictions",
 }
 EXPECTED_CHECKS = {
-    "raw_counts_schema", "raw_counts_non_negative_integers", "raw_counts_unique_keys",
-    "raw_counts_completeness", "challenger_is_sane",
+    "raw_counts_schema",
+    "raw_counts_non_negative_integers",
+    "raw_counts_unique_keys",
+    "raw_counts_completeness",
+    "challenger_is_sane",
 }
-EXPECTED_JOBS = {"ingest_job", "counters_job", "retrain_job", "rollback_champion_job",
-                 "daily_predictions_job", "weekly_monitor_job"}
-EXPECTED_SCHEDULES = {"daily_ingest_schedule", "daily_predictions_schedule",
-                      "weekly_monitor_schedule"}
+EXPECTED_JOBS = {
+    "ingest_job",
+    "counters_job",
+    "retrain_job",
+    "rollback_champion_job",
+    "daily_predictions_job",
+    "weekly_monitor_job",
+}
+EXPECTED_SCHEDULES = {
+    "daily_ingest_schedule",
+    "daily_predictions_schedule",
+    "weekly_monitor_schedule",
+}
 EXPECTED_SENSORS = {"retrain_sensor", "run_failure_alert_sensor"}
 
 REPOSITORY = """
@@ -89,20 +110,26 @@ def webserver(tmp_path: Path) -> Iterator[str]:
     )
     port = _free_port()
     env = env_without_platform_vars() | {
-        "DAGSTER_HOME": str(home), "BIKE_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(home),
+        "BIKE_DATA_DIR": str(tmp_path / "data"),
         "BIKE_SYNTHETIC_COUNTERS": "4",
     }
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
     proc = subprocess.Popen(
         [str(webserver_bin), "-m", "bike_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=(tmp_path / "web.log").open("w"),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "web.log").open("w"),
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"dagster-webserver exited: {(tmp_path / 'web.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"dagster-webserver exited: {(tmp_path / 'web.log').read_text()[-3000:]}"
+                )
             try:
                 if requests.get(f"{url}/server_info", timeout=2).ok:
                     break
@@ -121,8 +148,9 @@ def webserver(tmp_path: Path) -> Iterator[str]:
 
 
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}},
-                             timeout=120)
+    response = requests.post(
+        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=120
+    )
     response.raise_for_status()
     body = response.json()
     assert "errors" not in body, body
@@ -136,16 +164,22 @@ def test_code_location_loads_lists_everything_and_runs_a_materialization(webserv
     assert repo["location"]["name"] == "bike_assets.definitions"
     assets = {"/".join(n["assetKey"]["path"]) for n in repo["assetNodes"]}
     assert assets >= EXPECTED_ASSETS
-    checks = {c["name"] for n in repo["assetNodes"]
-              for c in (n["assetChecksOrError"] or {}).get("checks", [])}
+    checks = {
+        c["name"]
+        for n in repo["assetNodes"]
+        for c in (n["assetChecksOrError"] or {}).get("checks", [])
+    }
     assert checks >= EXPECTED_CHECKS
     assert {j["name"] for j in repo["jobs"]} >= EXPECTED_JOBS
     assert {s["name"] for s in repo["schedules"]} == EXPECTED_SCHEDULES
     assert {s["name"] for s in repo["sensors"]} == EXPECTED_SENSORS
 
     params = {
-        "selector": {"repositoryLocationName": repo["location"]["name"],
-                     "repositoryName": repo["name"], "jobName": "ingest_job"},
+        "selector": {
+            "repositoryLocationName": repo["location"]["name"],
+            "repositoryName": repo["name"],
+            "jobName": "ingest_job",
+        },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2024-01-10"}]},
     }
     launched = graphql(webserver, LAUNCH, {"params": params})["launchRun"]

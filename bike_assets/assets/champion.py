@@ -12,7 +12,6 @@ from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
-from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import Warehouse
 
@@ -81,6 +80,7 @@ def champion(
     decision, reason = evaluation_report["decision"], evaluation_report["reason"]
     current, broken = _safe_read(champion_store)
     promote = decision == "DEPLOY" or config.force
+    pointer: ChampionPointer | None
     if promote:
         challenger_scores = {
             split: result["scores"]["challenger"]

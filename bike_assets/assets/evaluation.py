@@ -20,9 +20,7 @@ from bike_assets.settings import Settings
 MODELS = ("challenger", "champion", "naive")
 
 
-def _load_champion(
-    store: ChampionStore, models: ModelStore
-) -> tuple[Any, dict[str, Any]]:
+def _load_champion(store: ChampionStore, models: ModelStore) -> tuple[Any, dict[str, Any]]:
     """(pipeline or None, status). A broken champion is reported, never fatal: the challenger
     is then judged against naive only."""
     try:
@@ -34,8 +32,11 @@ def _load_champion(
     try:
         pipeline = models.load(pointer.model_uri)
     except Exception as exc:
-        return None, {"status": "unloadable", "version": pointer.version,
-                      "reason": f"artifact {pointer.model_uri}: {exc}"}
+        return None, {
+            "status": "unloadable",
+            "version": pointer.version,
+            "reason": f"artifact {pointer.model_uri}: {exc}",
+        }
     return pipeline, {"status": "ok", "version": pointer.version, "model_uri": pointer.model_uri}
 
 
@@ -69,8 +70,17 @@ def scores_table(report: dict[str, Any]) -> str:
     rows = []
     for split in ("test_baseline", "test_current"):
         for model, s in report["splits"][split]["scores"].items():
-            rows.append({"split": split, "model": model, "R²": s["r2"], "RMSE": s["rmse"],
-                         "MAE": s["mae"], "log-RMSE": s["rmse_log1p"], "rows": int(s["rows"])})
+            rows.append(
+                {
+                    "split": split,
+                    "model": model,
+                    "R²": s["r2"],
+                    "RMSE": s["rmse"],
+                    "MAE": s["mae"],
+                    "log-RMSE": s["rmse_log1p"],
+                    "rows": int(s["rows"]),
+                }
+            )
     return pd.DataFrame(rows).round(3).to_markdown(index=False)
 
 
@@ -119,27 +129,36 @@ def evaluation_report(
     )
     report: dict[str, Any] = {
         "run_id": context.run.run_id,
-        "challenger": {"version": challenger_model.version, "model_uri": challenger_model.model_uri,
-                       "trained_range": challenger_model.trained_range},
+        "challenger": {
+            "version": challenger_model.version,
+            "model_uri": challenger_model.model_uri,
+            "trained_range": challenger_model.trained_range,
+        },
         "champion": champion_status,
         "splits": splits,
         "decision": decision.decision,
         "reason": decision.reason,
-        "thresholds": {"baseline_r2_floor": thresholds.baseline_r2_floor,
-                       "deploy_min_gain": thresholds.deploy_min_gain},
+        "thresholds": {
+            "baseline_r2_floor": thresholds.baseline_r2_floor,
+            "deploy_min_gain": thresholds.deploy_min_gain,
+        },
     }
     tracking.log_metrics(
         challenger_model.mlflow_run_id,
-        {f"{split}_{metric}": value
-         for split, result in splits.items()
-         for metric, value in result["scores"]["challenger"].items()},
+        {
+            f"{split}_{metric}": value
+            for split, result in splits.items()
+            for metric, value in result["scores"]["challenger"].items()
+        },
     )
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"evaluation_v{challenger_model.version}.json"
     if settings.env == "local":
         path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     table = scores_table(report)
-    context.log.info("evaluation:\n%s\ndecision: %s (%s)", table, decision.decision, decision.reason)
+    context.log.info(
+        "evaluation:\n%s\ndecision: %s (%s)", table, decision.decision, decision.reason
+    )
     return dg.MaterializeResult(
         value=report,
         metadata={
@@ -167,6 +186,11 @@ def challenger_is_sane(evaluation_report: dict[str, Any]) -> dg.AssetCheckResult
     beats = bool(ch["rmse"] < naive["rmse"])
     return dg.AssetCheckResult(
         passed=beats and nan == 0 and neg == 0,
-        metadata={"challenger_rmse": ch["rmse"], "naive_rmse": naive["rmse"],
-                  "beats_naive": beats, "nan_predictions": nan, "negative_predictions": neg},
+        metadata={
+            "challenger_rmse": ch["rmse"],
+            "naive_rmse": naive["rmse"],
+            "beats_naive": beats,
+            "nan_predictions": nan,
+            "negative_predictions": neg,
+        },
     )

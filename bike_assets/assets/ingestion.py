@@ -1,6 +1,5 @@
 """Ingestion: every hourly count of every Paris counter, one overwritable partition per day."""
 
-
 from datetime import datetime
 
 import dagster as dg
@@ -72,13 +71,24 @@ def raw_counts(
 @dg.asset(
     group_name="ingestion",
     kinds={"python", _STORE_KIND},
-    description="One row per counter: names, site, coordinates, installation date, first/last seen.",
+    description="One row per counter: names, site, coordinates, installation date, "
+    "first/last seen.",
 )
 def counters(context: dg.AssetExecutionContext, raw_counts: pd.DataFrame) -> pd.DataFrame:
     if raw_counts.empty:
         table = pd.DataFrame(
-            columns=["counter_id", "counter_name", "site_id", "site_name", "lat", "lon",
-                     "installation_date", "first_seen", "last_seen", "rows"]
+            columns=[
+                "counter_id",
+                "counter_name",
+                "site_id",
+                "site_name",
+                "lat",
+                "lon",
+                "installation_date",
+                "first_seen",
+                "last_seen",
+                "rows",
+            ]
         )
     else:
         ordered = raw_counts.sort_values("timestamp")
@@ -148,8 +158,15 @@ def check_completeness(frame: pd.DataFrame, warn_below: float) -> dg.AssetCheckR
         # A calendar day in Paris lasts 23, 24 or 25 hours.
         hours = int(((day_start + pd.DateOffset(days=1)) - day_start) / pd.Timedelta(hours=1))
         expected = hours * n_counters
-        per_day.append({"day": str(day), "hours": hours, "expected": expected,
-                        "present": len(rows), "ratio": round(len(rows) / expected, 4)})
+        per_day.append(
+            {
+                "day": str(day),
+                "hours": hours,
+                "expected": expected,
+                "present": len(rows),
+                "ratio": round(len(rows) / expected, 4),
+            }
+        )
     table = pd.DataFrame(per_day)
     worst = float(table["ratio"].min())
     return dg.AssetCheckResult(
@@ -184,4 +201,3 @@ def raw_counts_unique_keys(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
 )
 def raw_counts_completeness(raw_counts: pd.DataFrame) -> dg.AssetCheckResult:
     return check_completeness(raw_counts, Settings.from_env().thresholds.completeness_warn)
-

@@ -29,9 +29,16 @@ def record_decision(
     warehouse.append(
         DECISION_LOG,
         pd.DataFrame(
-            [{"decided_at": datetime.now(UTC), "run_id": run_id, "kind": kind,
-              "decision": decision, "value": np.nan if value is None else float(value),
-              "detail": detail}]
+            [
+                {
+                    "decided_at": datetime.now(UTC),
+                    "run_id": run_id,
+                    "kind": kind,
+                    "decision": decision,
+                    "value": np.nan if value is None else float(value),
+                    "detail": detail,
+                }
+            ]
         ),
     )
 
@@ -59,8 +66,13 @@ def champion_health(
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
-    health: dict[str, Any] = {"state": "insufficient_data", "r2": None, "rmse": None,
-                              "mae": None, "rows": 0}
+    health: dict[str, Any] = {
+        "state": "insufficient_data",
+        "r2": None,
+        "rmse": None,
+        "mae": None,
+        "rows": 0,
+    }
     pointer = champion_store.read()
     window = _latest_window(warehouse)
     if pointer is None:
@@ -76,8 +88,14 @@ def champion_health(
         pipeline = model_store.load(pointer.model_uri)
         actual = warehouse.read_counts(start, end)
         actual = actual[actual["counter_id"].astype(str).isin(set(known_counters(pipeline)))]
-        health.update({"version": pointer.version, "window_start": str(start),
-                       "window_end": str(end), "rows": len(actual)})
+        health.update(
+            {
+                "version": pointer.version,
+                "window_start": str(start),
+                "window_end": str(end),
+                "rows": len(actual),
+            }
+        )
         if len(actual) < MIN_HEALTH_ROWS:
             health["reason"] = (
                 f"{len(actual)} scored hours after the champion's training range "
@@ -85,8 +103,9 @@ def champion_health(
             )
         else:
             scores = score(actual["count"], predict_counts(pipeline, actual))
-            health.update({"state": "ok", "r2": scores["r2"], "rmse": scores["rmse"],
-                           "mae": scores["mae"]})
+            health.update(
+                {"state": "ok", "r2": scores["r2"], "rmse": scores["rmse"], "mae": scores["mae"]}
+            )
             batch_metrics.push_health(scores["r2"], scores["rmse"])
     context.log.info("champion_health: %s", health)
     return dg.MaterializeResult(
@@ -129,15 +148,20 @@ def drift_report(
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     html = settings.reports_dir / f"drift_{context.run.run_id[:8]}.html"
     result = measure_drift(
-        train_baseline, current, html_path=html, reference_cap=config.reference_cap,
+        train_baseline,
+        current,
+        html_path=html,
+        reference_cap=config.reference_cap,
         seed=config.seed,
     )
     detected = result.share is not None and result.share >= settings.thresholds.drift_warning
     if result.share is not None:
         batch_metrics.push_drift(result.share, detected)
     record_decision(
-        warehouse, kind="drift", decision=result.state if result.share is None else
-        ("drift" if detected else "no_drift"), value=result.share,
+        warehouse,
+        kind="drift",
+        decision=result.state if result.share is None else ("drift" if detected else "no_drift"),
+        value=result.share,
         detail=result.reason or f"{result.drifted_columns}/{result.n_columns} columns drifted",
         run_id=context.run.run_id,
     )
@@ -152,7 +176,9 @@ def drift_report(
             "reason": result.reason or "",
             "force_retrain": config.force_retrain,
             "current_window": f"{window[0]} .. {window[1]}" if window else "none",
-            "columns": dg.MetadataValue.md(columns.round(4).to_markdown() if len(columns) else "_none_"),
+            "columns": dg.MetadataValue.md(
+                columns.round(4).to_markdown() if len(columns) else "_none_"
+            ),
             "html_report": dg.MetadataValue.path(result.html_path or ""),
         },
     )
@@ -218,5 +244,14 @@ def predictions(
             "horizon_hours": config.horizon_hours,
         }
     )
-    return table[["kind", "counter_id", "timestamp", "predicted_count", "actual_count",
-                  "origin", "model_version"]]
+    return table[
+        [
+            "kind",
+            "counter_id",
+            "timestamp",
+            "predicted_count",
+            "actual_count",
+            "origin",
+            "model_version",
+        ]
+    ]

@@ -112,6 +112,8 @@ def challenger_model(
             "target": fit.target,
             "train_rows": len(train),
             "trained_range": dg.MetadataValue.json(trained_range),
-            "target_selection (time-based validation)": dg.MetadataValue.md(validation_md or "_n/a_"),
+            "target_selection (time-based validation)": dg.MetadataValue.md(
+                validation_md or "_n/a_"
+            ),
         },
     )

@@ -105,7 +105,9 @@ def read_pointer(uri: str) -> ChampionPointer | None:
     return ChampionPointer.from_json(found[0], source=uri)
 
 
-def write_pointer(uri: str, pointer: ChampionPointer, if_generation_match: int | None = None) -> None:
+def write_pointer(
+    uri: str, pointer: ChampionPointer, if_generation_match: int | None = None
+) -> None:
     """Replace the pointer atomically (readers never see a partial document)."""
     payload = pointer.to_json()
     if _is_gcs(uri):

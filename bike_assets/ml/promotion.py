@@ -39,13 +39,18 @@ def decide_deployment(
     ch_base = challenger.test_baseline["r2"]
     ch_cur = challenger.test_current["r2"]
     if ch_base < baseline_r2_floor:
-        champion_fails_too = champion is not None and champion.test_baseline["r2"] < baseline_r2_floor
+        champion_fails_too = (
+            champion is not None and champion.test_baseline["r2"] < baseline_r2_floor
+        )
         if not champion_fails_too:
             return DeploymentDecision(
                 "REJECT",
                 f"challenger R² on test_baseline {ch_base:.3f} < floor {baseline_r2_floor:.2f}"
-                + ("" if champion is None else
-                   f" while the champion passes it ({champion.test_baseline['r2']:.3f})"),
+                + (
+                    ""
+                    if champion is None
+                    else f" while the champion passes it ({champion.test_baseline['r2']:.3f})"
+                ),
             )
     if not challenger.test_current["rmse"] < naive_current["rmse"]:
         return DeploymentDecision(
@@ -54,7 +59,9 @@ def decide_deployment(
             f"(RMSE {challenger.test_current['rmse']:.2f} vs {naive_current['rmse']:.2f})",
         )
     floor_note = (
-        f" (both fail the baseline floor {baseline_r2_floor:.2f})" if ch_base < baseline_r2_floor else ""
+        f" (both fail the baseline floor {baseline_r2_floor:.2f})"
+        if ch_base < baseline_r2_floor
+        else ""
     )
     if champion is None:
         return DeploymentDecision(

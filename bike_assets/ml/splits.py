@@ -74,7 +74,8 @@ def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
     if raw.empty:
         raise NotEnoughDataError(
             f"raw_counts is empty: need at least {windows.days_needed} days of counts "
-            "(ingest them first: dagster asset materialize --select raw_counts --partition-range ...)"
+            "(ingest them first: dagster asset materialize --select raw_counts "
+            "--partition-range ...)"
         )
     local_days = raw["timestamp"].dt.tz_convert(PARIS_TZ).dt.date
     first_day, last_day = local_days.min(), local_days.max()

@@ -39,7 +39,9 @@ def build_source(settings: Settings) -> CountsSource:
     return SyntheticCounts(
         seed=settings.synthetic_seed,
         n_counters=settings.synthetic_counters,
-        drift_date=settings.synthetic_drift_date.isoformat() if settings.synthetic_drift_date else None,
+        drift_date=settings.synthetic_drift_date.isoformat()
+        if settings.synthetic_drift_date
+        else None,
         drift_kind=settings.synthetic_drift_kind,
     )
 

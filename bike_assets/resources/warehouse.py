@@ -29,7 +29,9 @@ class TidyDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):  # type: ignore[misc
     `Definitions.load_asset_value`) should see the documented schema, not the storage's.
     """
 
-    def load_input(self, context: dg.InputContext, table_slice: Any, connection: Any) -> pd.DataFrame:
+    def load_input(
+        self, context: dg.InputContext, table_slice: Any, connection: Any
+    ) -> pd.DataFrame:
         frame = super().load_input(context, table_slice, connection)
         if isinstance(frame, pd.DataFrame) and list(frame.columns) == TIDY_COLUMNS:
             return coerce_tidy(frame)
@@ -74,7 +76,9 @@ class Warehouse(dg.ConfigurableResource, ABC):  # type: ignore[misc]
 
 
 class DuckDBWarehouse(Warehouse):
-    database: str = Field(description="Path of the DuckDB file (the same file the IO manager uses).")
+    database: str = Field(
+        description="Path of the DuckDB file (the same file the IO manager uses)."
+    )
 
     def _duckdb(self) -> DuckDBResource:
         # DuckDBResource retries while another process holds the file lock (racing writers).
@@ -156,7 +160,7 @@ class BigQueryWarehouse(Warehouse):
         from google.api_core.exceptions import NotFound
 
         try:
-            query = f"SELECT * FROM `{self.project}.{self.dataset}.{table}`"  # noqa: S608
+            query = f"SELECT * FROM `{self.project}.{self.dataset}.{table}`"
             return self._client().query(query).to_dataframe()
         except NotFound:
             return pd.DataFrame()
@@ -165,7 +169,7 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         query = (
-            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "  # noqa: S608
+            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "
             "WHERE timestamp >= @start AND timestamp < @end"
         )
         config = bigquery.QueryJobConfig(
@@ -178,7 +182,7 @@ class BigQueryWarehouse(Warehouse):
         return coerce_tidy(frame if len(frame.columns) else pd.DataFrame(columns=TIDY_COLUMNS))
 
     def last_count_timestamp(self) -> pd.Timestamp | None:
-        query = f"SELECT max(timestamp) AS last FROM `{self.project}.{self.dataset}.raw_counts`"  # noqa: S608
+        query = f"SELECT max(timestamp) AS last FROM `{self.project}.{self.dataset}.raw_counts`"
         rows = list(self._client().query(query).result())
         if not rows or rows[0]["last"] is None:
             return None
