@@ -129,7 +129,7 @@ def test_too_little_data_fails_with_what_is_needed(platform: Platform) -> None:
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.event_specific_data.error)
-    assert "need at least 28 days" in message and "found 6" in message
+    assert "need at least 22 days" in message and "found 6" in message
 
 
 def _promote(pointer_uri: str, database: str, version: str, barrier: object) -> None:

@@ -73,3 +73,16 @@ def test_too_little_data_says_how_much_is_needed_and_found() -> None:
         make_splits(hourly("2024-03-01", 6), SMALL)
     with pytest.raises(NotEnoughDataError, match="empty"):
         make_splits(hourly("2024-03-01", 6).iloc[0:0], SMALL)
+
+
+def test_a_first_month_shrinks_the_earlier_windows_but_never_test_current() -> None:
+    splits = make_splits(hourly("2021-07-01", 31), SplitWindows())
+    assert splits.ranges["test_current"] == (date(2021, 7, 25), date(2021, 8, 1))
+    assert splits.ranges["train_current"] == (date(2021, 7, 18), date(2021, 7, 25))
+    assert splits.ranges["test_baseline"] == (date(2021, 7, 15), date(2021, 7, 18))
+    assert splits.ranges["train_baseline"] == (date(2021, 7, 1), date(2021, 7, 15))
+    assert splits.windows.train_current_days == 7 < SplitWindows().train_current_days
+    with pytest.raises(NotEnoughDataError, match="need at least 63 days"):
+        make_splits(hourly("2021-07-01", 31), SplitWindows(shrink_to_fit=False))
+    with pytest.raises(NotEnoughDataError, match="need at least 24 days"):
+        make_splits(hourly("2021-07-01", 20), SplitWindows())

@@ -111,11 +111,11 @@ def champion(
         champion_version=pointer.version if pointer else None,
     )
     batch_metrics.push_deployment(recorded, run_id=context.run.run_id)
-    if recorded in ("DEPLOY", "REJECT"):
+    if recorded == "DEPLOY":  # a REJECT was already announced by evaluation_report
         alerts.send(
             f"Model {recorded}: challenger v{challenger_model.version}",
             reason,
-            level="info" if recorded == "DEPLOY" else "warning",
+            level="info",
             dedup_key=f"promotion:{context.run.run_id}",
         )
     return dg.MaterializeResult(

@@ -19,6 +19,9 @@ class SplitConfig(dg.Config):
     baseline_start: str | None = Field(None, description="Frozen baseline start (YYYY-MM-DD).")
     baseline_end: str | None = Field(None, description="Frozen baseline end, exclusive.")
     end: str | None = Field(None, description="Data end, exclusive (default: after last hour).")
+    shrink_to_fit: bool = Field(
+        True, description="With short history, shrink the earlier windows (not test_current)."
+    )
 
     def windows(self) -> SplitWindows:
         def parse(value: str | None) -> date | None:
@@ -32,6 +35,7 @@ class SplitConfig(dg.Config):
             baseline_start=parse(self.baseline_start),
             baseline_end=parse(self.baseline_end),
             end=parse(self.end),
+            shrink_to_fit=self.shrink_to_fit,
         )
 
 
@@ -53,6 +57,7 @@ def splits(context: dg.AssetExecutionContext, config: SplitConfig, raw_counts: p
                 "end_day_exclusive": end.isoformat(),
                 "days": (end - first).days,
                 "counters": int(frame["counter_id"].nunique()),
+                "shrunk_to_fit": result.windows != config.windows(),
                 "first_hour_utc": str(frame["timestamp"].min()),
                 "last_hour_utc": str(frame["timestamp"].max()),
             },

@@ -7,14 +7,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from bike_assets.assets.monitoring import record_decision
 from bike_assets.assets.training import TrainedModel
 from bike_assets.ml.metrics import mae_per_counter, score
 from bike_assets.ml.model import known_counters, predict_counts
 from bike_assets.ml.naive import seasonal_naive
 from bike_assets.ml.promotion import ModelScores, decide_deployment
+from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
+from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
 
 MODELS = ("challenger", "champion", "naive")
@@ -101,6 +104,8 @@ def evaluation_report(
     model_store: ModelStore,
     champion_store: ChampionStore,
     tracking: MlflowTracking,
+    warehouse: Warehouse,
+    alerts: DiscordResource,
 ) -> dg.MaterializeResult:
     settings = Settings.from_env()
     thresholds = settings.thresholds
@@ -155,6 +160,22 @@ def evaluation_report(
     path = settings.reports_dir / f"evaluation_v{challenger_model.version}.json"
     if settings.env == "local":
         path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    # Logged here, not only by `champion`: a REJECT by the naive gate stops the run before it.
+    record_decision(
+        warehouse,
+        kind="evaluation",
+        decision=decision.decision,
+        value=splits["test_current"]["scores"]["challenger"]["r2"],
+        detail=f"challenger v{challenger_model.version}: {decision.reason}",
+        run_id=context.run.run_id,
+    )
+    if decision.decision == "REJECT":
+        alerts.send(
+            f"Model REJECT: challenger v{challenger_model.version}",
+            decision.reason,
+            level="warning",
+            dedup_key=f"evaluation:{context.run.run_id}",
+        )
     table = scores_table(report)
     context.log.info(
         "evaluation:\n%s\ndecision: %s (%s)", table, decision.decision, decision.reason

@@ -12,7 +12,7 @@ improvement check). No training row is later than any test row of the same split
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import pandas as pd
@@ -33,6 +33,40 @@ class SplitWindows:
     baseline_start: date | None = None
     baseline_end: date | None = None  # exclusive; default: where train_current starts
     end: date | None = None  # exclusive; default: the day after the last ingested hour
+    # With less history than the windows ask for, shrink the three earlier windows (never
+    # test_current) down to these minimums rather than refuse: a first month of data can
+    # already give an honest, time-based first champion.
+    shrink_to_fit: bool = True
+    min_train_current_days: int = 7
+    min_test_baseline_days: int = 3
+    min_train_baseline_floor_days: int = 7
+
+    @property
+    def minimum_days(self) -> int:
+        if not self.shrink_to_fit:
+            return self.days_needed
+        return self.test_current_days + min(
+            self.train_current_days + self.test_baseline_days + self.min_train_baseline_days,
+            self.min_train_current_days
+            + self.min_test_baseline_days
+            + self.min_train_baseline_floor_days,
+        )
+
+    def fitted_to(self, have_days: int) -> SplitWindows:
+        """These windows, or smaller ones in the same proportions when data is short."""
+        if not self.shrink_to_fit or have_days >= self.days_needed or self.baseline_end:
+            return self
+        available = have_days - self.test_current_days
+        train_current = max(self.min_train_current_days, available * 25 // 100)
+        test_baseline = max(self.min_test_baseline_days, available * 15 // 100)
+        return replace(
+            self,
+            train_current_days=train_current,
+            test_baseline_days=test_baseline,
+            min_train_baseline_days=min(
+                self.min_train_baseline_days, available - train_current - test_baseline
+            ),
+        )
 
     @property
     def days_needed(self) -> int:
@@ -51,6 +85,7 @@ class Splits:
     train_current: pd.DataFrame
     test_current: pd.DataFrame
     ranges: dict[str, tuple[date, date]]  # name -> [first day, end day)
+    windows: SplitWindows  # the windows used (smaller than asked when data was short)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {
@@ -81,14 +116,16 @@ def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
     first_day, last_day = local_days.min(), local_days.max()
     end = windows.end or (last_day + timedelta(days=1))
     have = (end - first_day).days
-    if have < windows.days_needed:
+    if have < windows.minimum_days:
+        smallest = windows.fitted_to(windows.minimum_days)
         raise NotEnoughDataError(
-            f"need at least {windows.days_needed} days of raw_counts "
-            f"({windows.min_train_baseline_days} train_baseline + {windows.test_baseline_days} "
-            f"test_baseline + {windows.train_current_days} train_current + "
-            f"{windows.test_current_days} test_current), found {have} "
+            f"need at least {windows.minimum_days} days of raw_counts "
+            f"({smallest.min_train_baseline_days} train_baseline + "
+            f"{smallest.test_baseline_days} test_baseline + {smallest.train_current_days} "
+            f"train_current + {smallest.test_current_days} test_current), found {have} "
             f"({first_day} to {end - timedelta(days=1)})"
         )
+    windows = windows.fitted_to(have)
     test_current_start = end - timedelta(days=windows.test_current_days)
     train_current_start = test_current_start - timedelta(days=windows.train_current_days)
     baseline_end = windows.baseline_end or train_current_start
@@ -112,4 +149,4 @@ def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
     for name, frame in frames.items():
         if frame.empty:
             raise NotEnoughDataError(f"{name} ({ranges[name][0]} to {ranges[name][1]}) has no rows")
-    return Splits(ranges=ranges, **frames)
+    return Splits(ranges=ranges, windows=windows, **frames)
