@@ -1,5 +1,7 @@
 """The `bike_assets` code location: assembled here, defined in the domain modules."""
 
+from typing import Any
+
 import dagster as dg
 
 from bike_assets.assets import champion, datasets, evaluation, ingestion, monitoring, training
@@ -38,7 +40,7 @@ CHECKS = [
     ingestion.raw_counts_completeness,
     evaluation.challenger_is_sane,
 ]
-JOBS: list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition] = [
+JOBS: list[Any] = [  # asset jobs and op jobs
     ingest_job,
     counters_job,
     retrain_job,
