@@ -355,6 +355,12 @@ def test_dagster_values_run_this_code_location() -> None:
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
 
 
+def test_dagster_values_use_the_image_dagster_home() -> None:
+    env = " ".join(arg for op, arg in _dockerfile_instructions() if op == "ENV")
+    home = _dagster_values()["global"]["dagsterHome"]
+    assert f"DAGSTER_HOME={home}" in env
+
+
 def test_dagster_values_hold_no_password() -> None:
     values = _dagster_values()
     assert "postgresqlPassword" not in values["postgresql"]
