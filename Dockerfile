@@ -16,7 +16,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---- build: a self-contained virtualenv at /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
-# Dagster's storage plugins for deployments, not needed by `python3 run.py` (so not in
+# Dagster plugins for deployments, not needed by `python3 run.py` (so not in
 # pyproject.toml): dagster-postgres for the compose stack and the Helm chart (run/event/schedule
 # storage), dagster-k8s because Helm's K8sRunLauncher run pods load the instance (and so the
 # launcher class) from this image. 0.29.x pairs with dagster 1.13.x; pip picks the exact match.
