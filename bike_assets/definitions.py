@@ -34,10 +34,7 @@ ASSETS = [
     monitoring.predictions,
 ]
 CHECKS = [
-    ingestion.raw_counts_schema,
-    ingestion.raw_counts_non_negative_integers,
-    ingestion.raw_counts_unique_keys,
-    ingestion.raw_counts_completeness,
+    ingestion.raw_counts_checks,
     evaluation.challenger_is_sane,
 ]
 JOBS: list[Any] = [  # asset jobs and op jobs
