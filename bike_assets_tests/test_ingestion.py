@@ -72,9 +72,12 @@ def test_a_range_is_one_run_and_stores_exactly_what_the_api_holds(
 
     materialization = paris.instance.get_latest_materialization_event(dg.AssetKey("raw_counts"))
     assert materialization is not None
+    # each partition of the one-run backfill carries its own day's figures
+    assert materialization.asset_materialization.partition == DAYS[-1].isoformat()
     metadata = materialization.asset_materialization.metadata
-    assert metadata["dagster/row_count"].value == len(total)
+    assert metadata["dagster/row_count"].value == len(frames[-1]) == 3 * 24
     assert metadata["counters_seen"].value == 3
+    assert metadata["run_api_requests"].value == len(DAYS)
 
 
 def test_rerun_is_idempotent(paris: Platform) -> None:
@@ -123,8 +126,11 @@ def test_bad_records_are_dropped_counted_and_reported(
         event = instance.get_latest_materialization_event(dg.AssetKey("raw_counts"))
         assert event is not None
         metadata = event.asset_materialization.metadata
-        assert metadata["dropped_records"].value == 2
-        assert metadata["drop_reasons"].value == {"negative_count": 1, "missing_counter_id": 1}
+        assert metadata["run_dropped_records"].value == 2
+        assert metadata["run_drop_reasons"].value == {
+            "negative_count": 1,
+            "missing_counter_id": 1,
+        }
         assert len(stored(platform, DAYS[0])) == 2 * 24 - 2
 
 
@@ -179,6 +185,10 @@ def test_checks_fail_on_bad_frames() -> None:
     holes = check_completeness(frame.iloc[::2], 0.9)
     assert not holes.passed and holes.severity == dg.AssetCheckSeverity.WARN
     assert holes.metadata["worst_day_ratio"].value == pytest.approx(12 / 23, abs=1e-3)
+    # a counter that starts later does not make the days before it look incomplete
+    next_day = frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(hours=23))  # 03-29
+    full = pd.concat([frame, next_day, next_day.assign(counter_id="b")], ignore_index=True)
+    assert check_completeness(full, 0.9).passed
 
 
 @pytest.mark.e2e
