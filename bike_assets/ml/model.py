@@ -160,7 +160,9 @@ class RecentLevelRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         else:
             pred = np.expm1(f)
         blended = self.blend * pred + (1.0 - self.blend) * base
-        return np.asarray(np.where(np.isnan(known), pred, blended), dtype=np.float64)
+        out = np.where(np.isnan(known), pred, blended)
+        # expm1 of a log below 0 is below 0: a count is not, whatever the estimator says.
+        return np.asarray(np.clip(out, 0.0, None), dtype=np.float64)
 
 
 def build_pipeline(params: ModelParams, target: Target = "poisson") -> Pipeline:
