@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # Runs still log everything to DAGSTER_HOME (visible in `dagster dev`); the terminal gets the story.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -61,6 +61,26 @@ def _run_job(defs: Any, instance: Any, name: str, **kwargs: Any) -> Any:
         failures = [e.message for e in result.all_events if e.is_failure]
         raise SystemExit(f"{name} failed: {failures[-1] if failures else 'see dagster logs'}")
     return result
+
+
+def retrain(defs: Any, instance: Any, **kwargs: Any) -> None:
+    """Run retrain_job and print its evaluation. A challenger stopped by the blocking check
+    (it does not beat seasonal naive) is an outcome the demo shows, not a crash."""
+    result = defs.resolve_job_def("retrain_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
+    )
+    evaluated = any(
+        e.is_step_success and e.step_key == "evaluation_report" for e in result.all_events
+    )
+    if not evaluated:
+        failures = [e.message for e in result.all_events if e.is_failure]
+        raise SystemExit(f"retrain_job failed: {failures[-1] if failures else 'see logs'}")
+    _print_evaluation(defs)
+    if not result.success:
+        print("the blocking check challenger_is_sane stopped the promotion in this run")
+    pointer = defs.load_asset_value("champion") if result.success else None
+    champion = pointer["version"] if pointer else "unchanged"
+    print(f"champion: {champion}")
 
 
 def _ingest(defs: Any, instance: Any, first: date, last: date) -> None:
@@ -105,8 +125,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"raw_counts: {int(counters['rows'].sum()):,} rows for {len(counters)} counters")
 
     _title("2. retrain_job: challenger vs champion vs seasonal naive, on unseen hours")
-    _run_job(defs, instance, "retrain_job")
-    _print_evaluation(defs)
+    retrain(defs, instance)
 
     _title(f"3. ingest {drift} .. {end}: the city changes on {drift} (drift event)")
     _ingest(defs, instance, drift, end)
@@ -114,9 +133,7 @@ def demo(args: argparse.Namespace) -> int:
     _title("4. monitor: predictions, champion_health, drift_report -> retrain_sensor")
     from bike_assets.demo_monitoring import monitor_and_maybe_retrain
 
-    retrained = monitor_and_maybe_retrain(defs, instance)
-    if retrained:
-        _print_evaluation(defs)
+    monitor_and_maybe_retrain(defs, instance)
 
     _title("5. serve the champion over HTTP and ask it for a forecast")
     from bike_assets.demo_serving import serve_and_forecast

@@ -58,5 +58,7 @@ def monitor_and_maybe_retrain(defs: dg.Definitions, instance: dg.DagsterInstance
         f"retrain_sensor: RunRequest run_key={request.run_key} "
         f"level={request.tags.get('bike/retrain_level')}: {request.tags.get('bike/retrain_reason')}"
     )
-    _run(defs, instance, "retrain_job", tags=dict(request.tags))
+    from bike_assets.cli import retrain
+
+    retrain(defs, instance, tags=dict(request.tags))
     return True

@@ -31,13 +31,18 @@ def serve_and_forecast(settings: Settings, hours: int = 24) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
+        ready = None
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                ready = requests.get(f"{base}/health/ready", timeout=2)
+                if ready.status_code in (200, 503):
                     break
             except requests.ConnectionError:
                 pass
             time.sleep(0.2)
+        if ready is None or ready.status_code != 200:
+            print(f"GET {base}/health/ready -> not ready: no champion to serve yet")
+            return
         champion = requests.get(f"{base}/champion", timeout=10).json()
         counters = requests.get(f"{base}/counters", timeout=10).json()
         counter_id = counters["counters"][0]
