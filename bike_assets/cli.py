@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--drift-days-ago",
         type=int,
-        default=21,
-        help="the drift event starts this many days before today (default 21)",
+        default=35,
+        help="the drift event starts this many days before today (default 35)",
     )
     p.add_argument("--today", default=None, help="pretend today is this date (YYYY-MM-DD)")
     p.add_argument("--forecast-hours", type=int, default=24)
