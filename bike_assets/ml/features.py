@@ -1,4 +1,8 @@
-"""Calendar features built from the raw request columns `(counter_id, timestamp)`.
+"""Features built from the raw request columns `(counter_id, timestamp)`.
+
+`CalendarFeatures` (the calendar and the counter) is kept as it was, so that artifacts pickled
+with it still load; the default model uses `ForecastFeatures`: the same calendar columns plus the
+counter's recent level, learned from the counts at fit time and stored in the artifact.
 
 This transformer is the first step of the model `Pipeline`, so the artifact that is evaluated is
 exactly the artifact that is served: nobody re-implements features in the HTTP layer.
@@ -168,8 +172,9 @@ MIN_DAYS_FOR_ANNUAL = 365
 _SUNDAY_HOUR0 = 6 * 24  # hour-of-week of Sunday 00:00 (Monday = 0)
 # The level features are learned only from at least 2 x level_weeks weeks of training data: with
 # less, most training rows have a partial window (a median of 1 or 2 values) and the trees learn
-# to trust a noisy level (on a 3-week synthetic history the model with levels was 17 % worse in
-# RMSE than without). The level columns then hold NO_LEVEL (counts are never negative).
+# to trust a noisy level (on the 3-week synthetic history of the lifecycle tests, RMSE 14.9 with
+# the levels vs 13.7 without on the last 5 days; naive 14.6). The level columns then hold
+# NO_LEVEL (counts are never negative) and the model predicts alone.
 MIN_WEEKS_PER_LEVEL_WEEK = 2
 NO_LEVEL = -1.0
 
@@ -187,11 +192,22 @@ def outage_days(frame: pd.DataFrame) -> NDArray[np.bool_]:
     sensor outages. The real data has a counter at 0 for two months that then came back to its
     usual level; learned as traffic, the outage would teach the model an empty street.
     """
-    local = to_utc(frame["timestamp"]).tz_convert(PARIS_TZ)
-    day = local.tz_localize(None).to_numpy().astype("datetime64[D]")
-    counts = pd.Series(frame["count"].to_numpy(dtype=np.float64))
-    totals = counts.groupby([frame["counter_id"].astype(str).to_numpy(), day]).transform("sum")
-    return np.asarray(totals.to_numpy() <= 0.0, dtype=np.bool_)
+    codes = pd.factorize(frame["counter_id"].astype(str))[0]
+    return _zero_days(codes, frame["timestamp"], frame["count"].to_numpy(dtype=np.float64))
+
+
+def _zero_days(
+    codes: NDArray[np.int64], timestamps: Any, y: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """`outage_days` from integer counter codes: one bincount over (counter, local day)."""
+    if len(y) == 0:
+        return np.zeros(0, dtype=np.bool_)
+    local = to_utc(timestamps).tz_convert(PARIS_TZ).tz_localize(None)
+    day = (local.to_numpy().astype("datetime64[D]") - _EPOCH_DAY).astype(np.int64)
+    day -= day.min()
+    key = codes.astype(np.int64) * (int(day.max()) + 1) + day
+    totals = np.bincount(key, weights=np.maximum(y, 0.0))
+    return np.asarray(totals[key] <= 0.0, dtype=np.bool_)
 
 
 def _windows(cube: NDArray[np.float64], weeks: int) -> NDArray[np.float64]:
@@ -211,8 +227,8 @@ class ForecastFeatures(CalendarFeatures):
     count of the same counter at the same Paris hour-of-week over `level_weeks` weeks;
     "pooled_level" the same with Monday..Friday pooled per hour (mean of 20 hours instead of a
     median of 4: less noise); "recent_counter_level" the counter's mean over all hours of those
-    weeks; "profile_level" the counter x hour-of-week median over the whole training data (the
-    fallback when the recent weeks have no data, e.g. an outage). Weeks are 168-hour blocks
+    weeks; "profile_level" the counter x hour-of-week median over all the rows given to `fit`
+    (the fallback when the recent weeks have no data, e.g. an outage). Weeks are 168-hour blocks
     counted back from the end of the training data (block -1 = its last week). A row in block
     `k` uses the `level_weeks` blocks before block `e = min(k - level_gap_weeks, 0)`: every hour
     after the training data gets its last `level_weeks` weeks, which is what a forecast can know,
@@ -221,7 +237,8 @@ class ForecastFeatures(CalendarFeatures):
     `transform` is a pure function of `(counter_id, timestamp)` and the fitted state.
     Outage days (`outage_days`) and public holidays are left out of the tables, and a public
     holiday looks up the level of a Sunday at the same hour (Paris traffic on a holiday is a
-    Sunday's, not a weekday's: this also corrects the level the model starts from).
+    Sunday's, not a weekday's: this also corrects the level the model starts from). With less
+    than `MIN_WEEKS_PER_LEVEL_WEEK * level_weeks` weeks of training data, no level is learned.
 
     Month / day-of-year (`annual`). "raw" passes them as they are; "none" blanks them (a
     constant: the trees cannot split on it); "auto" (default) keeps them only when the training
@@ -230,9 +247,9 @@ class ForecastFeatures(CalendarFeatures):
     forecast is out of range), a tree sends them to the nearest seen date (early July or
     September) and, worse, learns one-off episodes (the 2020 lockdown, Christmas) as if they
     were seasonal. Time-based validation inside the training period (6 folds of 4 weeks, Paris
-    data) gave R² 0.737 with the raw columns against 0.784 blanked for the model alone, 0.804
-    against 0.807 for the default (blended) model. The columns stay in place so that the
-    feature layout does not depend on how much data there is.
+    data, bench/results/model_quality.md) gave R² 0.806 with the raw columns against 0.814
+    blanked (and 0.737 against 0.784 for an earlier, unblended variant of the model). The
+    columns stay in place so that the feature layout does not depend on how much data there is.
     """
 
     def __init__(
@@ -287,11 +304,7 @@ class ForecastFeatures(CalendarFeatures):
         block = (hours - self.end_hour_) // WEEK_HOURS  # -1 (last week) .. first_block_
         self.first_block_ = int(block.min())
         n_blocks = -self.first_block_
-        counts = pd.DataFrame(
-            {"counter_id": frame["counter_id"].to_numpy(),
-             "timestamp": frame["timestamp"].to_numpy(), "count": y}
-        )
-        valid = ~outage_days(counts) & (cal["public_holiday"].to_numpy() == 0)
+        valid = ~_zero_days(codes, frame["timestamp"], y) & (cal["public_holiday"].to_numpy() == 0)
         # one value per (counter, week block, local hour-of-week); the hour repeated when DST
         # ends falls twice on one local hour-of-week, hence sum / n
         flat = (codes * n_blocks + (block - self.first_block_)) * WEEK_HOURS + how

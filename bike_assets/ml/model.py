@@ -1,8 +1,14 @@
-"""The model artifact: one sklearn `Pipeline` from raw `(counter_id, timestamp)` to counts."""
+"""The model artifact: one sklearn `Pipeline` from raw `(counter_id, timestamp)` to counts.
+
+Default (`kind="hgb"`): `ForecastFeatures` -> `RecentLevelRegressor` (HistGradientBoosting,
+Poisson loss or log1p target picked on a time-based hold-out, its prediction averaged with the
+counter's recent level), fitted on the last half-year with recency weights. `random_forest`: the
+same features -> RandomForestRegressor.
+"""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +48,8 @@ class ModelParams:
     """
 
     kind: ModelKind = "hgb"
+    # hgb: small trees, few iterations (TrainingConfig's 300 x 63 leaves, l2 0: 0.8100 and 2.5x
+    # the fit time); min_samples_leaf 500 ties (0.8139) but starves small training sets
     learning_rate: float = 0.1
     max_iter: int = 100
     max_leaf_nodes: int = 15
@@ -50,30 +58,32 @@ class ModelParams:
     n_estimators: int = 100
     max_depth: int | None = 20
     random_state: int = 0
+    # Validation R² (study in bench/results/model_quality.md, mean of 6 folds, all rows):
+    # default 0.8137, seasonal naive 0.8010; the alternatives are quoted next to each field.
     # recent level (ForecastFeatures): weeks of the seasonal-naive window, and the gap between
-    # that window and a training row's week (0 won the validation against 1 and 2)
+    # that window and a training row's week (gap 1: 0.8084; no level features at all: 0.7809)
     level_weeks: int = 4
     level_gap_weeks: int = 0
     annual: AnnualMode = "auto"
     # sample weight 0.5 ** (age / half-life): the recent weeks say more about the next ones than
-    # the lockdown of 2020 does (validation R²: 28 d 0.807, none 0.802; 56 d and 14 d worse)
+    # the lockdown of 2020 does (none: 0.8079, 14 d: 0.8102, 56 d: 0.8126)
     half_life_days: float | None = 28.0
     # leave out of the fit the counter-days at 0 in total (sensor outages; the level tables
-    # always leave them out). Validation scored on all rows preferred keeping them: a missing
-    # recent level then tells the trees that the sensor is still down (R² 0.814 vs 0.807).
+    # always leave them out). Validation preferred keeping them (dropped: 0.8102): a missing
+    # recent level then tells the trees that the sensor may still be down.
     drop_outages: bool = False
-    # fit on the last `history_days` only (None: all): with a 28-day half-life, rows older
-    # than half a year weigh < 2 %, but cost as much to fit as recent ones
+    # fit on the last `history_days` only (None: all, 0.8133): with a 28-day half-life, rows
+    # older than half a year weigh < 2 %, but cost as much to fit as recent ones
     history_days: int | None = 182
     # OpenMP threads of the fit (None: as many as CPUs). One: HistGradientBoosting's parallel
     # regions are short at this size, and on a shared CPU (other Dagster steps, other jobs)
     # every barrier waits for a descheduled thread: measured 19 s with 2 threads vs 8 s with 1
     # for `fit_with_target_selection` on 2 busy cores. Predictions are not limited here.
     fit_threads: int | None = 1
-    # hgb: prediction = blend * model + (1 - blend) * recent level (validation R²: 0.5: 0.807,
-    # 1.0 (model alone): 0.786, 0.25 and 0.75 in between)
+    # hgb: prediction = blend * model + (1 - blend) * recent level (1.0, the model alone:
+    # 0.7916; 0.25: 0.8103; 0.75: 0.8074)
     blend: float = 0.5
-    offset: bool = False  # hgb learns a correction of the recent level instead of the count
+    offset: bool = False  # hgb learns a correction of the recent level, not the count (0.8102)
     ignore_features: tuple[str, ...] = ()  # hgb: features made constant (for ablations)
 
 
@@ -95,8 +105,8 @@ class RecentLevelRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     in 2020-21 changed regime every few weeks: lockdown, curfews, reopenings, and the weather
     moves whole days), and what the trees learn from the past year partly does not carry over
     (e.g. a holiday effect learned from Christmas). Their errors and the naive's are only
-    partly correlated, so the average beats both (validation R², mean of 6 folds: 0.807 vs
-    0.786 for the model alone and 0.801 for naive).
+    partly correlated, so the average beats both (validation R², mean of 6 folds: 0.814 vs
+    0.792 for the model alone and 0.801 for naive).
     """
 
     def __init__(
@@ -235,11 +245,14 @@ def fit_pipeline(pipeline: Pipeline, train: pd.DataFrame, params: ModelParams) -
     weights = recency_weights(rows["timestamp"], params.half_life_days)
     if weights is not None:
         kwargs["model__sample_weight"] = weights
-    limits = nullcontext() if params.fit_threads is None else threadpool_limits(
-        limits=params.fit_threads, user_api="openmp"
-    )
-    with limits:
+    with _fit_threads(params):
         return pipeline.fit(rows.loc[:, INPUT_COLUMNS], rows["count"], **kwargs)
+
+
+def _fit_threads(params: ModelParams) -> AbstractContextManager[Any]:
+    if params.fit_threads is None:
+        return nullcontext()
+    return threadpool_limits(limits=params.fit_threads, user_api="openmp")
 
 
 def predict_counts(pipeline: Pipeline, frame: pd.DataFrame) -> NDArray[np.float64]:
@@ -275,12 +288,31 @@ def fit_with_target_selection(
         if params.drop_outages and len(val_part):
             val_part = val_part.loc[~outage_days(val_part)]
         if len(fit_part) and len(val_part):
-            for target in targets:
-                candidate = fit_pipeline(build_pipeline(params, target), fit_part, params)
-                scores[target] = score(val_part["count"], predict_counts(candidate, val_part))
+            scores = _score_targets(fit_part, val_part, params, targets)
             chosen = min(targets, key=lambda t: scores[t]["rmse"])
     pipeline = fit_pipeline(build_pipeline(params, chosen), train, params)
     return FitResult(pipeline=pipeline, target=chosen, validation=scores)
+
+
+def _score_targets(
+    fit_part: pd.DataFrame, val_part: pd.DataFrame, params: ModelParams, targets: list[Target]
+) -> dict[str, dict[str, float]]:
+    """Validation scores of each target. The candidates differ only in their model step, so
+    the features are fitted and computed once for all of them (what `fit_pipeline` would do
+    for each: same rows, same weights, same thread limit)."""
+    rows = training_rows(fit_part, params)
+    features = build_pipeline(params, targets[0]).named_steps["features"]
+    weights = recency_weights(rows["timestamp"], params.half_life_days)
+    scores: dict[str, dict[str, float]] = {}
+    with _fit_threads(params):
+        x_fit = features.fit_transform(rows.loc[:, INPUT_COLUMNS], rows["count"])
+        x_val = features.transform(val_part.loc[:, INPUT_COLUMNS])
+        for target in targets:
+            model = build_pipeline(params, target).named_steps["model"]
+            model.fit(x_fit, rows["count"].to_numpy(dtype=np.float64), sample_weight=weights)
+            pred = np.clip(np.asarray(model.predict(x_val), dtype=np.float64), 0.0, None)
+            scores[target] = score(val_part["count"], pred)
+    return scores
 
 
 def known_counters(pipeline: Pipeline) -> list[str]:
