@@ -1,7 +1,8 @@
 """Model quality benchmark on the real Paris counts: ours vs the original system vs naive.
 
     .venv/bin/python bench/model_quality.py --data PATH \
-        [--train-end 2021-07-09 --test-start 2021-07-10 --test-end 2021-08-09] [--no-previous]
+        [--train-end 2021-07-09 --test-start 2021-07-10 --test-end 2021-08-09] [--no-previous] \
+        [--study]
 
 Dates are Paris-local days, all inclusive. Train = every hour up to the end of `--train-end`;
 test = every hour of `--test-start` .. `--test-end`. The test hours are never seen by any fit
@@ -24,8 +25,16 @@ What is measured, in the child, for each model:
   the whole process (interpreter + libraries + the training frame + the fit), not the fit alone;
 - fit +RSS: that peak minus the resident size just before the fit (what the fit added on top);
 - predict ms: median wall time of `predict_counts` on 1 row and on 16,800 rows (the test rows
-  cycled), after one warm-up call, with the threads the machine gives;
+  cycled), after one warm-up call, with ONE OpenMP thread, as the serving app calls the model
+  (on a shared CPU, OpenMP threads waiting for each other made these times vary 10x);
 - artifact MB: size of the `joblib` dump of the fitted pipeline.
+
+Threads of the fits: each model's own policy. Ours: `ModelParams.fit_threads` (1 by default);
+the previous default and the original: all CPUs (OpenMP for HistGradientBoosting, joblib
+n_jobs=-1 for the forest), as they shipped.
+
+`--study` adds the validation study that chose the defaults: folds of 4 weeks inside the
+training period only (never the test window), each variant = the default with one change.
 
 Prints a Markdown table and writes it to bench/results/model_quality.md with the date and the
 machine. Timings are wall-clock and depend on the other load of the machine (the load average
@@ -60,6 +69,7 @@ from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -246,8 +256,9 @@ def run_job(name: str, data: str, windows: tuple[str, str, str]) -> dict[str, An
         pred = predict_counts(pipeline, test)
         one = test.iloc[[len(test) // 2]]
         batch = test.iloc[np.arange(BATCH_ROWS) % len(test)].reset_index(drop=True)
-        out["predict_1_ms"] = _median_ms(lambda: predict_counts(pipeline, one), 30)
-        out["predict_batch_ms"] = _median_ms(lambda: predict_counts(pipeline, batch), 5)
+        with threadpool_limits(limits=1, user_api="openmp"):  # as the serving app
+            out["predict_1_ms"] = _median_ms(lambda: predict_counts(pipeline, one), 30)
+            out["predict_batch_ms"] = _median_ms(lambda: predict_counts(pipeline, batch), 5)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.joblib"
             joblib.dump(pipeline, path)
@@ -433,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         "\"fit s\" of naive is the whole `seasonal_naive` call. \"peak RSS\" is the child "
         "process's high-water mark (interpreter, pandas, the loaded data and the fit), \"fit "
         "+RSS\" that peak minus the resident size just before the fit. Predict times are the "
-        "median of repeated `predict_counts` calls in the same process.",
+        "median of repeated `predict_counts` calls in the same process, one OpenMP thread. "
+        "Fit threads: ours 1 (`ModelParams.fit_threads`), the others all CPUs.",
     ]
     if args.study:
         print("validation study ...", file=sys.stderr, flush=True)
