@@ -12,17 +12,19 @@ from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 
+_DEFAULTS = ModelParams()  # the defaults chosen by time-based validation (bench/model_quality)
+
 
 class TrainingConfig(dg.Config):
-    kind: Literal["hgb", "random_forest"] = Field("hgb", description="Model family.")
-    learning_rate: float = 0.1
-    max_iter: int = 300
-    max_leaf_nodes: int = 63
-    min_samples_leaf: int = 40
-    l2_regularization: float = 0.0
-    n_estimators: int = 100
-    max_depth: int | None = 20
-    random_state: int = 0
+    kind: Literal["hgb", "random_forest"] = Field(_DEFAULTS.kind, description="Model family.")
+    learning_rate: float = _DEFAULTS.learning_rate
+    max_iter: int = _DEFAULTS.max_iter
+    max_leaf_nodes: int = _DEFAULTS.max_leaf_nodes
+    min_samples_leaf: int = _DEFAULTS.min_samples_leaf
+    l2_regularization: float = _DEFAULTS.l2_regularization
+    n_estimators: int = _DEFAULTS.n_estimators
+    max_depth: int | None = _DEFAULTS.max_depth
+    random_state: int = _DEFAULTS.random_state
     validation_days: int = Field(7, ge=1, description="Time-based hold-out to pick the target.")
 
     def params(self) -> ModelParams:
