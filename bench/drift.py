@@ -26,7 +26,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_model, uname_m
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -197,22 +197,11 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
 
 
 def machine() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        arch = subprocess.run(["uname", "-m"], capture_output=True, text=True, check=True)
-        uname_m = arch.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        uname_m = platform.machine()
+    cpu = cpu_model("?")
+    uname = uname_m()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     return {
-        "arch": uname_m,
+        "arch": uname,
         "cpu": cpu,
         "cores": str(os.cpu_count()),
         "load": " / ".join(f"{x:.2f}" for x in load),

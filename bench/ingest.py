@@ -44,6 +44,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pandas as pd
+from _machine import cpu_model, uname_m
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # bench/ may import the test helpers
@@ -238,18 +239,8 @@ def run_asset(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario, fir
 
 # --- machine and report ------------------------------------------------------------------------
 def machine() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        arch = subprocess.run(["uname", "-m"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        arch = platform.machine()
+    cpu = cpu_model("?")
+    arch = uname_m()
     try:
         nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _machine import cpu_model
 from litestar import Litestar, post
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -330,14 +331,7 @@ def batch_body(counters: list[str], start: datetime) -> bytes:
 
 # --- report ---------------------------------------------------------------------------------------
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model("unknown CPU")
     python = platform.python_version()
     return f"{platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs, Python {python}"
 
