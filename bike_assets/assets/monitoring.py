@@ -106,7 +106,7 @@ def champion_health(
             health.update(
                 {"state": "ok", "r2": scores["r2"], "rmse": scores["rmse"], "mae": scores["mae"]}
             )
-            batch_metrics.push_health(scores["r2"], scores["rmse"])
+            batch_metrics.push_health(scores["r2"], scores["rmse"], mae=scores["mae"])
     context.log.info("champion_health: %s", health)
     return dg.MaterializeResult(
         value=health,
@@ -156,7 +156,7 @@ def drift_report(
     )
     detected = result.share is not None and result.share >= settings.thresholds.drift_warning
     if result.share is not None:
-        batch_metrics.push_drift(result.share, detected)
+        batch_metrics.push_drift(result.share, detected, columns=result.columns)
     record_decision(
         warehouse,
         kind="drift",
