@@ -316,7 +316,9 @@ def _score_targets(
 
 
 def known_counters(pipeline: Pipeline) -> list[str]:
-    return [str(c) for c in pipeline.named_steps["features"].counters_]
+    """The counters a model answers for: those its first step (features, or the naive's
+    table) learned at fit."""
+    return [str(c) for c in pipeline.steps[0][1].counters_]
 
 
 def save_pipeline(pipeline: Pipeline, path: Path) -> Path:

@@ -31,10 +31,18 @@ class PointerConflictError(PointerError):
 class ChampionPointer:
     version: str
     model_uri: str
-    trained_range: dict[str, str]
+    # the served artifact's training hours: {start, end, excluded: [[start, end), ...]} (UTC)
+    trained_range: dict[str, Any]
     metrics: dict[str, Any]
     promoted_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     previous: dict[str, Any] | None = None
+    # "model" (a trained challenger) or "naive" (the seasonal naive, served when it beat the
+    # challenger and no better champion existed)
+    kind: str = "model"
+    # the training hours of the artifact that was evaluated (the served one is refit on all data)
+    evaluated_range: dict[str, Any] = field(default_factory=dict)
+    # the last Paris day whose counts the served artifact's recent level has seen (daily update)
+    level_as_of: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -46,6 +54,7 @@ class ChampionPointer:
             "model_uri": self.model_uri,
             "trained_range": self.trained_range,
             "promoted_at": self.promoted_at,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -66,6 +75,9 @@ class ChampionPointer:
             metrics=dict(data.get("metrics") or {}),
             promoted_at=str(data.get("promoted_at") or ""),
             previous=data.get("previous"),
+            kind=str(data.get("kind") or "model"),
+            evaluated_range=dict(data.get("evaluated_range") or {}),
+            level_as_of=str(data.get("level_as_of") or ""),
         )
 
 
