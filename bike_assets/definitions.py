@@ -19,7 +19,7 @@ from bike_assets.schedules import (
     daily_predictions_schedule,
     weekly_monitor_schedule,
 )
-from bike_assets.sensors import retrain_sensor, run_failure_alert_sensor
+from bike_assets.sensors import build_sensors
 from bike_assets.settings import Settings
 
 ASSETS = [
@@ -54,7 +54,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=CHECKS,
         jobs=JOBS,
         schedules=[daily_ingest_schedule, daily_predictions_schedule, weekly_monitor_schedule],
-        sensors=[retrain_sensor, run_failure_alert_sensor],
+        sensors=build_sensors(settings),
         resources=build_resources(settings),
     )
 

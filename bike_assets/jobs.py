@@ -34,6 +34,9 @@ retrain_job = dg.define_asset_job(
         "champion",
     ),
     description="splits -> challenger -> evaluation (vs champion and naive) -> champion pointer.",
+    # Never two retrains at once (they could both deploy): the instance's run queue limits this
+    # tag to one run in progress (deploy/dagster.yaml, tag_concurrency_limits).
+    tags={"bike/serial": "retrain"},
 )
 
 daily_predictions_job = dg.define_asset_job(

@@ -75,6 +75,8 @@ class Thresholds:
     drift_critical: float = 0.5
     drift_warning: float = 0.3
     completeness_warn: float = 0.9
+    # At most one sensor-requested retrain per this many days, unless forced (P0); <= 0 disables.
+    retrain_cooldown_days: float = 7.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Thresholds:
@@ -88,6 +90,7 @@ class Thresholds:
             drift_critical=_float(env, "DRIFT_CRITICAL", d.drift_critical),
             drift_warning=_float(env, "DRIFT_WARNING", d.drift_warning),
             completeness_warn=_float(env, "COMPLETENESS_WARN", d.completeness_warn),
+            retrain_cooldown_days=_float(env, "RETRAIN_COOLDOWN_DAYS", d.retrain_cooldown_days),
         )
 
 
@@ -116,6 +119,8 @@ class Settings:
     max_records: int = 50_000
     reload_interval_s: float = 30.0
     forecast_cache_days: int = 8
+    # retrain_sensor's minimum interval between evaluations (seconds)
+    retrain_sensor_interval_s: int = 60
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -152,6 +157,7 @@ class Settings:
             max_records=_int(env, "BIKE_MAX_RECORDS", 50_000),
             reload_interval_s=_float(env, "BIKE_RELOAD_INTERVAL", 30.0),
             forecast_cache_days=_int(env, "BIKE_FORECAST_CACHE_DAYS", 8),
+            retrain_sensor_interval_s=_int(env, "BIKE_RETRAIN_SENSOR_INTERVAL", 60),
             thresholds=Thresholds.from_env(env),
         )
 

@@ -49,7 +49,10 @@ def steady(platform_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
 
 def evaluate_sensor(platform: Platform, cursor: str | None = None) -> tuple[object, str | None]:
     sensor = platform.defs.get_sensor_def("retrain_sensor")
-    with dg.build_sensor_context(instance=platform.instance, cursor=cursor) as context:
+    # Resources come from the code location (as the daemon gives them), not from the environment.
+    with dg.build_sensor_context(
+        instance=platform.instance, cursor=cursor, definitions=platform.defs
+    ) as context:
         result = sensor(context)
         return result, context.cursor
 

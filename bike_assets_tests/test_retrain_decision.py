@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,6 +11,7 @@ from bike_assets.monitoring.retrain_decision import (
     DriftFacts,
     HealthFacts,
     RetrainDecision,
+    apply_cooldown,
     decide_retrain,
 )
 from bike_assets.settings import Thresholds
@@ -137,3 +139,65 @@ def test_decision_is_frozen() -> None:
     decision = decide_retrain(force=False, health=None, drift=None, thresholds=T)
     with pytest.raises(AttributeError):
         decision.level = "P0"  # type: ignore[misc]
+
+
+# --- cool-down (at most one sensor-requested retrain per cooldown_days unless P0) -------------
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+WEEK = 7.0
+P1 = decide_retrain(force=False, health=healthy(r2=0.2), drift=None, thresholds=T)
+P2 = decide_retrain(force=False, health=healthy(r2=0.5), drift=drift(0.9), thresholds=T)
+P0 = decide_retrain(force=True, health=healthy(r2=0.2), drift=None, thresholds=T)
+P3 = decide_retrain(force=False, health=healthy(), drift=drift(0.4), thresholds=T)
+P4 = decide_retrain(force=False, health=healthy(), drift=drift(0.0), thresholds=T)
+JUST_NOW = NOW - timedelta(minutes=1)
+
+# (id, matrix decision, last sensor-requested retrain, cooldown_days, retrains after cool-down)
+COOLDOWN_CASES: list[tuple[str, RetrainDecision, datetime | None, float, bool]] = [
+    ("p1-never-retrained", P1, None, WEEK, True),
+    ("p1-one-minute-ago", P1, JUST_NOW, WEEK, False),
+    ("p2-one-minute-ago", P2, JUST_NOW, WEEK, False),
+    ("p1-six-days-ago", P1, NOW - timedelta(days=6), WEEK, False),
+    ("p1-just-under-the-cooldown", P1, NOW - timedelta(days=7) + timedelta(seconds=1), WEEK, False),
+    ("p1-exactly-the-cooldown-ago", P1, NOW - timedelta(days=7), WEEK, True),
+    ("p1-eight-days-ago", P1, NOW - timedelta(days=8), WEEK, True),
+    ("p0-forced-one-minute-ago", P0, JUST_NOW, WEEK, True),
+    ("p1-cooldown-disabled", P1, JUST_NOW, 0.0, True),
+    ("p1-negative-cooldown-disabled", P1, JUST_NOW, -1.0, True),
+    ("p1-half-day-cooldown-passed", P1, NOW - timedelta(hours=13), 0.5, True),
+    ("p1-last-in-the-future-is-just-now", P1, NOW + timedelta(hours=1), WEEK, False),
+    ("p3-never-retrains", P3, None, WEEK, False),
+    ("p4-never-retrains", P4, JUST_NOW, WEEK, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("decision", "last", "cooldown_days", "retrains"),
+    [pytest.param(*case[1:], id=case[0]) for case in COOLDOWN_CASES],
+)
+def test_cooldown(
+    decision: RetrainDecision, last: datetime | None, cooldown_days: float, retrains: bool
+) -> None:
+    after = apply_cooldown(decision, last_requested_at=last, now=NOW, cooldown_days=cooldown_days)
+    assert after.retrain is retrains
+    assert after.level == decision.level  # the matrix's verdict is kept, only the action changes
+    assert after.alert == decision.alert
+    held = decision.retrain and not retrains
+    assert after.held_by_cooldown is held
+    if not held:
+        assert after == decision
+
+
+def test_a_held_decision_says_why_and_when() -> None:
+    last = NOW - timedelta(days=2)
+    after = apply_cooldown(P1, last_requested_at=last, now=NOW, cooldown_days=WEEK)
+    assert after.reason.startswith("cool-down: P1 would retrain")
+    assert "2026-11-28T12:00:00+00:00" in after.reason  # the last request
+    assert "2026-12-05T12:00:00+00:00" in after.reason  # the next allowed one
+    assert "RETRAIN_COOLDOWN_DAYS=7" in after.reason
+    assert P1.reason in after.reason  # and what the matrix measured
+
+
+def test_cooldown_days_come_from_the_environment() -> None:
+    assert Thresholds().retrain_cooldown_days == 7.0
+    assert Thresholds.from_env({"RETRAIN_COOLDOWN_DAYS": "2.5"}).retrain_cooldown_days == 2.5

@@ -21,12 +21,29 @@ real R2: high drift with an unknown R2 is P3, an alert, never a retrain). Drift 
 `not_computed` or without a finite share is "no drift information", so P2 and P3 cannot fire.
 Every reason sentence says which facts were missing, so a P4 "all good" with nothing measured is
 visible as such.
+
+Cool-down (`apply_cooldown`, after the matrix): at most one sensor-requested retrain per
+`cooldown_days`, because `champion_health` is refreshed daily and P1/P2 would otherwise ask for a
+retrain every day while the new data has not changed much:
+
+| matrix said         | last sensor-requested retrain | result                                    |
+|---------------------|-------------------------------|-------------------------------------------|
+| no retrain (P3, P4) | any                           | unchanged                                 |
+| P0 (forced)         | any                           | unchanged: a person asked for it          |
+| P1, P2              | none, or >= cooldown_days ago | unchanged                                 |
+| P1, P2              | < cooldown_days ago           | no retrain, alert kept; the reason says   |
+|                     |                               | when the last one was and the next may be |
+| any                 | cooldown_days <= 0            | unchanged (cool-down disabled)            |
+
+The boundary is inclusive on the allowed side: exactly `cooldown_days` after the last request
+may retrain again. A last request in the future (clock skew) counts as "just now".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from bike_assets.settings import Thresholds
@@ -60,6 +77,7 @@ class RetrainDecision:
     retrain: bool
     alert: bool
     reason: str
+    held_by_cooldown: bool = False
 
 
 def _finite(value: float | None) -> float | None:
@@ -158,3 +176,35 @@ def decide_retrain(
         )
 
     return RetrainDecision("P4", False, False, f"P4 nothing to do ({facts})")
+
+
+def apply_cooldown(
+    decision: RetrainDecision,
+    *,
+    last_requested_at: datetime | None,
+    now: datetime,
+    cooldown_days: float,
+) -> RetrainDecision:
+    """The decision once the cool-down table of the module docstring is applied.
+
+    `last_requested_at` is when the sensor last requested a retrain (None: never); both datetimes
+    must be timezone-aware.
+    """
+    if not decision.retrain or decision.level == "P0" or cooldown_days <= 0:
+        return decision
+    if last_requested_at is None:
+        return decision
+    next_allowed = last_requested_at + timedelta(days=cooldown_days)
+    if now >= next_allowed:
+        return decision
+    return replace(
+        decision,
+        retrain=False,
+        held_by_cooldown=True,
+        reason=(
+            f"cool-down: {decision.level} would retrain, but the last sensor-requested retrain was "
+            f"at {last_requested_at.isoformat(timespec='seconds')} and RETRAIN_COOLDOWN_DAYS="
+            f"{_n(cooldown_days)} allows the next one from "
+            f"{next_allowed.isoformat(timespec='seconds')} ({decision.reason})"
+        ),
+    )

@@ -5,6 +5,7 @@ This is the only place that knows local vs GCP, so assets only see typed resourc
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -46,14 +47,29 @@ def build_source(settings: Settings) -> CountsSource:
     )
 
 
+def from_env_var(name: str, value: str) -> Any:
+    """`dg.EnvVar(name)` when `value` came from that variable, else the value itself.
+
+    Dagster shows a resource's literal config in the UI (Resources page, GraphQL) but an EnvVar
+    by name only, resolving it when a run or tick starts: secrets and URLs that may carry
+    credentials must be EnvVars. A default (not from the environment) is shown as is.
+    """
+    raw = os.environ.get(name)
+    if value and raw is not None and raw.strip() == value:
+        return dg.EnvVar(name)
+    return value
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     common: dict[str, Any] = {
         "source": build_source(settings),
         "alerts": DiscordResource(
-            webhook_url=settings.discord_webhook_url,
+            webhook_url=from_env_var("DISCORD_WEBHOOK_URL", settings.discord_webhook_url),
             state_dir=str(settings.data_dir / "alerts") if settings.env == "local" else "",
         ),
-        "batch_metrics": BatchMetricsResource(pushgateway_url=settings.pushgateway_url),
+        "batch_metrics": BatchMetricsResource(
+            pushgateway_url=from_env_var("PROMETHEUS_PUSHGATEWAY_URL", settings.pushgateway_url)
+        ),
         "champion_store": ChampionStore(pointer_uri=settings.champion_pointer_uri),
     }
     if settings.env == "gcp":
@@ -77,7 +93,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             ),
             "model_store": ModelStore(root=gcs_root),
             "tracking": MlflowTracking(
-                tracking_uri=settings.mlflow_tracking_uri,
+                tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
                 artifact_location=f"{gcs_root}/mlartifacts",
             ),
         }
@@ -91,7 +107,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse": DuckDBWarehouse(database=str(settings.warehouse_path)),
         "model_store": ModelStore(root=str(settings.data_dir)),
         "tracking": MlflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri,
+            tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
             artifact_location=str(settings.data_dir / "mlartifacts"),
         ),
     }
