@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import joblib
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -322,29 +321,21 @@ def known_counters(pipeline: Pipeline) -> list[str]:
 
 
 def save_pipeline(pipeline: Pipeline, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    joblib.dump(pipeline, tmp)
-    tmp.replace(path)
-    return path
+    """Atomic write of the model file (skops, never pickle): see ml/artifact.py."""
+    from bike_assets.ml import artifact
+
+    return artifact.save_pipeline(pipeline, path)
 
 
 def load_pipeline(path: Path | str) -> Pipeline:
-    loaded = joblib.load(path)  # artifacts are written by this platform only (pickle)
-    if not isinstance(loaded, Pipeline):
-        raise TypeError(f"{path} does not hold a sklearn Pipeline")
-    return loaded
+    """Read a model file, trusting only skops' defaults and this project's types."""
+    from bike_assets.ml import artifact
+
+    return artifact.load_pipeline(path)
 
 
 def load_pipeline_uri(uri: str) -> Pipeline:
     """Load a model artifact from a local path (or file:// URI) or a gs:// object."""
-    if uri.startswith("gs://"):
-        import tempfile
+    from bike_assets.ml import artifact
 
-        from google.cloud import storage
-
-        bucket, _, name = uri.removeprefix("gs://").partition("/")
-        with tempfile.NamedTemporaryFile(suffix=".joblib") as tmp:
-            storage.Client().bucket(bucket).blob(name).download_to_filename(tmp.name)
-            return load_pipeline(tmp.name)
-    return load_pipeline(uri.removeprefix("file://"))
+    return artifact.load_pipeline_uri(uri)
