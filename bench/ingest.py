@@ -30,7 +30,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -47,20 +46,27 @@ import pandas as pd
 from _machine import cpu_model, uname_m
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # bench/ may import the test helpers
 
 # Settings are read when bike_assets is imported: set them first (the URL and the data dir are
 # set again for every run, and definitions are rebuilt from them).
 _SCRATCH = tempfile.TemporaryDirectory(prefix="bench-ingest-")
-os.environ.update({
-    "BIKE_ENV": "local",
-    "BIKE_SOURCE": "paris",
-    "BIKE_DATA_DIR": str(Path(_SCRATCH.name) / "import"),
-    "PARIS_OPEN_DATA_URL": "http://127.0.0.1:9",  # replaced per run
-    "BIKE_PARTITIONS_START": "2020-01-01",
-})
-for _name in ("PARIS_MAX_RETRIES", "PARIS_RETRY_BUDGET", "PARIS_HTTP_TIMEOUT",
-              "PROMETHEUS_PUSHGATEWAY_URL", "DISCORD_WEBHOOK_URL", "MLFLOW_TRACKING_URI"):
+os.environ.update(
+    {
+        "BIKE_ENV": "local",
+        "BIKE_SOURCE": "paris",
+        "BIKE_DATA_DIR": str(Path(_SCRATCH.name) / "import"),
+        "PARIS_OPEN_DATA_URL": "http://127.0.0.1:9",  # replaced per run
+        "BIKE_PARTITIONS_START": "2020-01-01",
+    }
+)
+for _name in (
+    "PARIS_MAX_RETRIES",
+    "PARIS_RETRY_BUDGET",
+    "PARIS_HTTP_TIMEOUT",
+    "PROMETHEUS_PUSHGATEWAY_URL",
+    "DISCORD_WEBHOOK_URL",
+    "MLFLOW_TRACKING_URI",
+):
     os.environ.pop(_name, None)  # production defaults, nothing pushed anywhere
 
 _imported = time.perf_counter()
@@ -68,8 +74,8 @@ import dagster as dg  # noqa: E402
 
 from bike_assets.definitions import build_definitions  # noqa: E402
 from bike_assets.settings import Settings  # noqa: E402
+from bike_assets.sources.fake_paris_api import FakeParisApi, load_parquet_records  # noqa: E402
 from bike_assets.sources.paris_api import ParisOpenDataClient  # noqa: E402
-from bike_assets_tests.fake_paris_api import FakeParisApi, load_parquet_records  # noqa: E402
 
 IMPORT_S = time.perf_counter() - _imported
 
@@ -137,23 +143,36 @@ def retry_wait_s(api: FakeParisApi) -> float:
 
 @contextmanager
 def serving(records: pd.DataFrame, scenario: Scenario, seed: int) -> Iterator[FakeParisApi]:
-    with FakeParisApi(records, fail_ratio=scenario.fail_ratio, fail_statuses=(429, 503),
-                      retry_after_s=scenario.retry_after, seed=seed) as api:
+    with FakeParisApi(
+        records,
+        fail_ratio=scenario.fail_ratio,
+        fail_statuses=(429, 503),
+        retry_after_s=scenario.retry_after,
+        seed=seed,
+    ) as api:
         yield api
 
 
-def compare(frame: pd.DataFrame, held: pd.DataFrame, id_col: str, ts_col: str,
-            count_col: str) -> tuple[bool, str]:
+def compare(
+    frame: pd.DataFrame, held: pd.DataFrame, id_col: str, ts_col: str, count_col: str
+) -> tuple[bool, str]:
     same_keys = sorted_keys(frame[id_col], frame[ts_col]).equals(
-        sorted_keys(held["id_compteur"], held["ts"]))
+        sorted_keys(held["id_compteur"], held["ts"])
+    )
     same_total = int(frame[count_col].sum()) == int(held["sum_counts"].sum())
     ok = len(frame) == len(held) and same_keys and same_total
     return ok, f"keys {'=' if same_keys else '!='}, sum(count) {'=' if same_total else '!='}"
 
 
 # --- the two runs ------------------------------------------------------------------------------
-def run_reference(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario, first: date,
-                  last: date, seed: int) -> Outcome:
+def run_reference(
+    records: pd.DataFrame,
+    held: pd.DataFrame,
+    scenario: Scenario,
+    first: date,
+    last: date,
+    seed: int,
+) -> Outcome:
     with serving(records, scenario, seed) as api:
         client = ParisOpenDataClient(base_url=api.url)  # production retry/timeout defaults
         started = time.perf_counter()
@@ -163,8 +182,18 @@ def run_reference(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario,
         wait, busy = retry_wait_s(api), api.busy_s
     ok, detail = compare(batch.frame, held, "counter_id", "timestamp", "count")
     ok = ok and batch.dropped == 0
-    return Outcome("reference: bare client fetch", scenario, seconds, len(batch.frame), len(held),
-                   ok, dict(sorted(statuses.items())), wait, busy, detail)
+    return Outcome(
+        "reference: bare client fetch",
+        scenario,
+        seconds,
+        len(batch.frame),
+        len(held),
+        ok,
+        dict(sorted(statuses.items())),
+        wait,
+        busy,
+        detail,
+    )
 
 
 def phases(instance: dg.DagsterInstance, run_id: str, began: float) -> dict[str, float]:
@@ -179,13 +208,17 @@ def phases(instance: dg.DagsterInstance, run_id: str, began: float) -> dict[str,
         key = f"{kind}:{entry.step_key}" if kind in ("STEP_START", "STEP_SUCCESS") else kind
         first.setdefault(key, entry.timestamp)
         last[key] = entry.timestamp
-    steps = {key.split(":", 1)[1]: last.get(f"STEP_SUCCESS:{key.split(':', 1)[1]}", t) - t
-             for key, t in first.items() if key.startswith("STEP_START:")}
+    steps = {
+        key.split(":", 1)[1]: last.get(f"STEP_SUCCESS:{key.split(':', 1)[1]}", t) - t
+        for key, t in first.items()
+        if key.startswith("STEP_START:")
+    }
     out = {"run creation (planned events)": first.get("PIPELINE_START", began) - began}
     out["raw_counts step"] = steps.pop("raw_counts", 0.0)
     if "ASSET_MATERIALIZATION" in first:
-        out["of which materialization events"] = (last["ASSET_MATERIALIZATION"]
-                                                  - first["ASSET_MATERIALIZATION"])
+        out["of which materialization events"] = (
+            last["ASSET_MATERIALIZATION"] - first["ASSET_MATERIALIZATION"]
+        )
     out["4 check steps"] = sum(steps.values())
     out["of which completeness"] = steps.get("raw_counts_raw_counts_completeness", 0.0)
     return out
@@ -200,8 +233,16 @@ def dagster_instance(kind: str) -> Iterator[dg.DagsterInstance]:
             yield instance
 
 
-def run_asset(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario, first: date,
-              last: date, seed: int, data_dir: Path, instance_kind: str) -> Outcome:
+def run_asset(
+    records: pd.DataFrame,
+    held: pd.DataFrame,
+    scenario: Scenario,
+    first: date,
+    last: date,
+    seed: int,
+    data_dir: Path,
+    instance_kind: str,
+) -> Outcome:
     with serving(records, scenario, seed) as api:
         os.environ["PARIS_OPEN_DATA_URL"] = api.url
         os.environ["BIKE_DATA_DIR"] = str(data_dir)
@@ -212,7 +253,8 @@ def run_asset(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario, fir
         with dagster_instance(instance_kind) as instance:
             began, started = time.time(), time.perf_counter()
             result = job.execute_in_process(
-                instance=instance, raise_on_error=False,
+                instance=instance,
+                raise_on_error=False,
                 tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
             )
             seconds = time.perf_counter() - started
@@ -231,10 +273,21 @@ def run_asset(records: pd.DataFrame, held: pd.DataFrame, scenario: Scenario, fir
     failed_checks = [name for name, passed in checks if not passed]
     ok = ok and result.success
     detail += f"; run {'succeeded' if result.success else 'FAILED'}; checks " + (
-        f"failed: {', '.join(failed_checks)}" if failed_checks else f"{len(checks)} passed")
-    return Outcome(f"asset: ingest_job, one run, {instance_kind} instance", scenario, seconds,
-                   len(stored), len(held), ok, dict(sorted(statuses.items())), wait, busy, detail,
-                   steps)
+        f"failed: {', '.join(failed_checks)}" if failed_checks else f"{len(checks)} passed"
+    )
+    return Outcome(
+        f"asset: ingest_job, one run, {instance_kind} instance",
+        scenario,
+        seconds,
+        len(stored),
+        len(held),
+        ok,
+        dict(sorted(statuses.items())),
+        wait,
+        busy,
+        detail,
+        steps,
+    )
 
 
 # --- machine and report ------------------------------------------------------------------------
@@ -255,10 +308,12 @@ def load_average() -> str:
 def row(o: Outcome, reference: Outcome | None) -> str:
     ratio = f"{o.seconds / reference.seconds:.2f}" if reference and reference.seconds else "1.00"
     statuses = ", ".join(f"{k}: {v}" for k, v in o.statuses.items())
-    return (f"| {o.scenario.label} | {o.repeat} | {o.what} | {o.seconds:.1f} | {o.wait_s:.1f} "
-            f"| {o.seconds - o.wait_s:.1f} | {o.rows_out:,} / {o.rows_in:,} "
-            f"| {o.rows_out / o.seconds:,.0f} | {statuses} | {o.server_busy_s:.1f} "
-            f"| {o.load_1min:.1f} | {ratio} | {'OK' if o.ok else 'MISMATCH'} |")
+    return (
+        f"| {o.scenario.label} | {o.repeat} | {o.what} | {o.seconds:.1f} | {o.wait_s:.1f} "
+        f"| {o.seconds - o.wait_s:.1f} | {o.rows_out:,} / {o.rows_in:,} "
+        f"| {o.rows_out / o.seconds:,.0f} | {statuses} | {o.server_busy_s:.1f} "
+        f"| {o.load_1min:.1f} | {ratio} | {'OK' if o.ok else 'MISMATCH'} |"
+    )
 
 
 def summary(pairs: list[tuple[Outcome, Outcome]]) -> list[str]:
@@ -277,7 +332,8 @@ def summary(pairs: list[tuple[Outcome, Outcome]]) -> list[str]:
             f"max {max(times):.1f}, {len(times)} run(s)), x ref median "
             f"{statistics.median(ratios):.2f} (work only {statistics.median(work):.2f}); "
             f"rows in = rows out: {'yes' if ok else 'NO'}; target <= {TARGET_S:.0f} s: "
-            f"{'met' if met else 'NOT met'}")
+            f"{'met' if met else 'NOT met'}"
+        )
     return lines
 
 
@@ -315,27 +371,53 @@ def report(pairs: list[tuple[Outcome, Outcome]], meta: dict[str, str]) -> str:
             shown.add(id(reference))
             lines.append(row(reference, None))
         lines.append(row(asset, reference))
-    lines += ["", *summary(pairs), "", "Where the asset runs' time went (from each run's event "
-              "log; the rest of raw_counts step is the fetch, normalisation and DuckDB write):",
-              ""]
+    lines += [
+        "",
+        *summary(pairs),
+        "",
+        "Where the asset runs' time went (from each run's event "
+        "log; the rest of raw_counts step is the fetch, normalisation and DuckDB write):",
+        "",
+    ]
     for _, asset in pairs:
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in asset.steps.items())
-        lines.append(f"- {asset.scenario.label}, {asset.what.split(', ')[-1]} #{asset.repeat}: "
-                     f"{steps}; {asset.detail}")
+        lines.append(
+            f"- {asset.scenario.label}, {asset.what.split(', ')[-1]} #{asset.repeat}: "
+            f"{steps}; {asset.detail}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the counts_*.parquet snapshot")
-    parser.add_argument("--fail-ratio", type=float, nargs="+", default=[0.0, 0.1],
-                        help="share of requests answered 429/503 (default: 0 and 0.1)")
-    parser.add_argument("--retry-after", type=int, nargs="+", default=[1, 0],
-                        help="Retry-After seconds of the 429s, for fault scenarios (default 1 0)")
-    parser.add_argument("--days", type=int, default=None,
-                        help="only the first N Paris days from 2020-09-01 (quick run)")
-    parser.add_argument("--instance", nargs="+", choices=["sqlite", "memory"],
-                        default=["sqlite", "memory"], help="Dagster instance(s) for the asset run")
+    parser.add_argument(
+        "--fail-ratio",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1],
+        help="share of requests answered 429/503 (default: 0 and 0.1)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=int,
+        nargs="+",
+        default=[1, 0],
+        help="Retry-After seconds of the 429s, for fault scenarios (default 1 0)",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="only the first N Paris days from 2020-09-01 (quick run)",
+    )
+    parser.add_argument(
+        "--instance",
+        nargs="+",
+        choices=["sqlite", "memory"],
+        default=["sqlite", "memory"],
+        help="Dagster instance(s) for the asset run",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="runs of each scenario")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -343,15 +425,21 @@ def main(argv: list[str] | None = None) -> int:
 
     first = FIRST_DAY
     last = LAST_DAY if args.days is None else min(LAST_DAY, first + timedelta(days=args.days - 1))
-    scenarios = [Scenario(ratio, after) for ratio in args.fail_ratio
-                 for after in (args.retry_after if ratio > 0 else [0])]
+    scenarios = [
+        Scenario(ratio, after)
+        for ratio in args.fail_ratio
+        for after in (args.retry_after if ratio > 0 else [0])
+    ]
     load_start = load_average()
     loading = time.perf_counter()
     records = load_parquet_records(args.data)
     load_s = time.perf_counter() - loading
     held = held_rows(records, first, last)
-    print(f"{len(records):,} records loaded in {load_s:.1f} s; Paris days {first} .. {last}: "
-          f"{len(held):,} rows; import {IMPORT_S:.1f} s; load average {load_start}", flush=True)
+    print(
+        f"{len(records):,} records loaded in {load_s:.1f} s; Paris days {first} .. {last}: "
+        f"{len(held):,} rows; import {IMPORT_S:.1f} s; load average {load_start}",
+        flush=True,
+    )
 
     pairs: list[tuple[Outcome, Outcome]] = []
     for repeat in range(1, args.repeats + 1):
@@ -360,8 +448,16 @@ def main(argv: list[str] | None = None) -> int:
             reference.repeat, reference.load_1min = repeat, os.getloadavg()[0]
             print(row(reference, None), flush=True)
             for kind in args.instance:
-                asset = run_asset(records, held, scenario, first, last, args.seed,
-                                  Path(_SCRATCH.name) / f"run{repeat}-{number}-{kind}", kind)
+                asset = run_asset(
+                    records,
+                    held,
+                    scenario,
+                    first,
+                    last,
+                    args.seed,
+                    Path(_SCRATCH.name) / f"run{repeat}-{number}-{kind}",
+                    kind,
+                )
                 asset.repeat, asset.load_1min = repeat, os.getloadavg()[0]
                 print(row(asset, reference), flush=True)
                 print(f"  {asset.steps}; {asset.detail}", flush=True)
@@ -369,10 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     pairs.sort(key=lambda pair: (scenarios.index(pair[1].scenario), pair[1].repeat))
 
     meta: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **machine(),
-        "load_start": load_start, "load_end": load_average(), "data": args.data.name,
-        "records": f"{len(records):,}", "first": first, "last": last,
-        "days": (last - first).days + 1, "load_s": f"{load_s:.1f}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **machine(),
+        "load_start": load_start,
+        "load_end": load_average(),
+        "data": args.data.name,
+        "records": f"{len(records):,}",
+        "first": first,
+        "last": last,
+        "days": (last - first).days + 1,
+        "load_s": f"{load_s:.1f}",
     }
     text = report(pairs, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,33 +11,40 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ may import test helpers
-
-from bike_assets_tests.fake_paris_api import FakeParisApi, load_parquet_records
-
-DEFAULT_DATA = "/work/shared/data/paris-bike-counts/counts_2020-09-01_2021-08-09.parquet"
+from bike_assets.sources.fake_paris_api import FakeParisApi, load_parquet_records
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=DEFAULT_DATA, help="parquet of counts (API field names)")
+    parser.add_argument("--data", required=True, help="parquet of counts (API field names)")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--fail-ratio", type=float, default=0.0,
-                        help="share of requests answered 429 or 503 (seeded)")
-    parser.add_argument("--retry-after", type=int, default=1,
-                        help="Retry-After seconds sent with the random 429s")
+    parser.add_argument(
+        "--fail-ratio",
+        type=float,
+        default=0.0,
+        help="share of requests answered 429 or 503 (seeded)",
+    )
+    parser.add_argument(
+        "--retry-after", type=int, default=1, help="Retry-After seconds sent with the random 429s"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     records = load_parquet_records(args.data)
-    api = FakeParisApi(records, fail_ratio=args.fail_ratio, retry_after_s=args.retry_after,
-                       seed=args.seed, port=args.port).start()
-    print(f"serving {len(records):,} records from {args.data} at {api.url} "
-          f"(fail ratio {args.fail_ratio:g}); Ctrl-C to stop", flush=True)
+    api = FakeParisApi(
+        records,
+        fail_ratio=args.fail_ratio,
+        retry_after_s=args.retry_after,
+        seed=args.seed,
+        port=args.port,
+    ).start()
+    print(
+        f"serving {len(records):,} records from {args.data} at {api.url} "
+        f"(fail ratio {args.fail_ratio:g}); Ctrl-C to stop",
+        flush=True,
+    )
     # Stop cleanly on Ctrl-C and on `kill <pid>` (a backgrounded shell job ignores SIGINT).
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -20,8 +20,9 @@ from bike_assets.assets.ingestion import (
     check_unique_keys,
 )
 from bike_assets.schema import TIDY_COLUMNS, coerce_tidy, schema_problems
+from bike_assets.sources.fake_paris_api import CannedResponse, FakeParisApi, make_records
 from bike_assets_tests.conftest import Platform, env_without_platform_vars
-from bike_assets_tests.fake_paris_api import CannedResponse, FakeParisApi, make_records
+from bike_assets_tests.ingestion_fixtures import failure_message, paris_platform, stored
 
 DAYS = [date(2021, 3, 27) + timedelta(days=i) for i in range(4)]  # spans the spring DST day
 
@@ -36,22 +37,8 @@ def api() -> Iterator[FakeParisApi]:
 def paris(
     platform_env: Path, api: FakeParisApi, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Platform]:
-    from bike_assets.definitions import build_definitions
-    from bike_assets.settings import Settings
-
-    monkeypatch.setenv("BIKE_SOURCE", "paris")
-    monkeypatch.setenv("PARIS_OPEN_DATA_URL", api.url)
-    monkeypatch.setenv("PARIS_MAX_RETRIES", "2")
-    monkeypatch.setenv("PARIS_HTTP_TIMEOUT", "2")
-    settings = Settings.from_env()
     with dg.instance_for_test() as instance:
-        yield Platform(settings=settings, defs=build_definitions(settings), instance=instance)
-
-
-def stored(platform: Platform, day: date) -> pd.DataFrame:
-    return platform.defs.load_asset_value(
-        "raw_counts", partition_key=day.isoformat(), instance=platform.instance
-    )
+        yield paris_platform(monkeypatch, api.url, instance)
 
 
 def test_a_range_is_one_run_and_stores_exactly_what_the_api_holds(
@@ -97,8 +84,7 @@ def test_failed_fetch_fails_the_run_and_keeps_the_previous_rows(
     api.enqueue(CannedResponse.api_error(400, "InvalidRESTParameterError", "bad where clause"))
     result = paris.ingest(DAYS[1], DAYS[1], raise_on_error=False)
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    message = str(failure.event_specific_data.error)
+    message = failure_message(result)
     assert "bad where clause" in message and "2021-03-28" in message
     pd.testing.assert_frame_equal(stored(paris, DAYS[1]), before)
 

@@ -15,12 +15,8 @@ import requests
 
 from bike_assets.schema import schema_problems
 from bike_assets.sources.base import SourceError
+from bike_assets.sources.fake_paris_api import CannedResponse, FakeParisApi, make_records
 from bike_assets.sources.paris_api import ParisOpenDataClient
-
-try:  # run as a package (repo root on sys.path) or as a rootdir-less test directory
-    from bike_assets_tests.fake_paris_api import CannedResponse, FakeParisApi, make_records
-except ModuleNotFoundError:
-    from fake_paris_api import CannedResponse, FakeParisApi, make_records  # type: ignore[no-redef]
 
 PARIS = ZoneInfo("Europe/Paris")
 DAYS = [date(2021, 3, 25) + timedelta(days=i) for i in range(8)] + [
@@ -54,7 +50,10 @@ def api(server: FakeParisApi) -> Iterator[FakeParisApi]:
 
 def client(api: FakeParisApi, **overrides: float) -> ParisOpenDataClient:
     settings: dict[str, float] = {
-        "timeout_s": 2.0, "max_retries": 3, "backoff_factor": 0.01, "retry_budget_s": 10.0,
+        "timeout_s": 2.0,
+        "max_retries": 3,
+        "backoff_factor": 0.01,
+        "retry_budget_s": 10.0,
     }
     settings.update(overrides)
     return ParisOpenDataClient(base_url=api.url, **settings)
@@ -86,7 +85,8 @@ def test_multi_day_fetch_returns_exactly_the_rows_held(
     assert schema_problems(batch.frame) == []
     assert batch.dropped == 0
     held = records.assign(ts=pd.to_datetime(records["date"], utc=True)).set_index(
-        ["id_compteur", "ts"])["sum_counts"]
+        ["id_compteur", "ts"]
+    )["sum_counts"]
     got = batch.frame.set_index(["counter_id", "timestamp"])["count"]
     assert (got == held.loc[got.index].to_numpy()).all()
 
@@ -145,8 +145,11 @@ def test_garbled_retry_after_falls_back_to_backoff(api: FakeParisApi) -> None:
 
 
 def test_5xx_flaps_then_succeeds(api: FakeParisApi) -> None:
-    api.enqueue(CannedResponse.unavailable(503), CannedResponse.unavailable(502),
-                CannedResponse.unavailable(500))
+    api.enqueue(
+        CannedResponse.unavailable(503),
+        CannedResponse.unavailable(502),
+        CannedResponse.unavailable(500),
+    )
     batch = client(api, max_retries=3).fetch(paris(2021, 3, 29), paris(2021, 3, 30))
     assert [e.status for e in api.log] == [503, 502, 500, 200]
     assert batch.requests == 4
@@ -245,8 +248,9 @@ def test_dst_days_come_out_whole(api: FakeParisApi) -> None:
     assert span.groupby("counter_id").size().tolist() == [24 + 25 + 24] * COUNTERS
     # days are fetched concurrently: order the requests by their window
     wheres = sorted((e.params["where"] for e in api.log), key=lambda w: w.split("'")[1])
-    assert wheres[1] == ("date >= '2021-10-31T00:00:00+02:00' and "
-                         "date < '2021-11-01T00:00:00+01:00'")
+    assert wheres[1] == (
+        "date >= '2021-10-31T00:00:00+02:00' and date < '2021-11-01T00:00:00+01:00'"
+    )
     # Each request is one whole Paris day: bounds at Paris midnights, 24 h, 25 h, 24 h apart.
     bounds = [[datetime.fromisoformat(b) for b in w.split("'")[1::2]] for w in wheres]
     midnights = {b.astimezone(PARIS).time().isoformat() for pair in bounds for b in pair}
@@ -258,8 +262,9 @@ def test_unreachable_api_raises_quickly() -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    dead = ParisOpenDataClient(base_url=f"http://127.0.0.1:{port}", timeout_s=1.0,
-                               max_retries=2, backoff_factor=0.01)
+    dead = ParisOpenDataClient(
+        base_url=f"http://127.0.0.1:{port}", timeout_s=1.0, max_retries=2, backoff_factor=0.01
+    )
     started = time.monotonic()
     with pytest.raises(SourceError) as err:
         dead.fetch(paris(2021, 3, 29), paris(2021, 3, 30))
@@ -297,14 +302,19 @@ def test_window_edges() -> None:
 def test_server_reads_plain_date_literals_in_the_requested_timezone(api: FakeParisApi) -> None:
     answer = requests.get(
         api.url + EXPORTS.removesuffix("exports/json") + "records",
-        params={"where": "date >= date'2021-10-31' and date < '2021-11-01'",
-                "timezone": "Europe/Paris", "limit": 100, "order_by": "date"},
+        params={
+            "where": "date >= date'2021-10-31' and date < '2021-11-01'",
+            "timezone": "Europe/Paris",
+            "limit": 100,
+            "order_by": "date",
+        },
         timeout=5,
     ).json()
     assert answer["total_count"] == 25 * COUNTERS
     dates = [r["date"] for r in answer["results"]]
     assert dates[0] == "2021-10-31T00:00:00+02:00"
     assert {"2021-10-31T02:00:00+02:00", "2021-10-31T02:00:00+01:00"} <= set(dates)
-    too_many = requests.get(api.url + EXPORTS.removesuffix("exports/json") + "records",
-                            params={"limit": 101}, timeout=5)
+    too_many = requests.get(
+        api.url + EXPORTS.removesuffix("exports/json") + "records", params={"limit": 101}, timeout=5
+    )
     assert too_many.status_code == 400

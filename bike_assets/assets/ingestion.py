@@ -1,17 +1,33 @@
-"""Ingestion: every hourly count of every Paris counter, one overwritable partition per day."""
+"""Ingestion: every hourly count of every Paris counter, one overwritable partition per day.
 
-from collections.abc import Iterator
+Guarantees (issue #13):
+
+- a stored day is never emptied or sharply shrunk silently: before anything is written,
+  `raw_counts` compares each day of the run with what the warehouse holds and fails the run,
+  naming the window and the counts, when a day that had rows comes back empty or with fewer than
+  `min_kept_ratio` of them; run config `allow_shrink: true` lets it through on purpose;
+- the overwrite of the run's days is one transaction (`resources/warehouse.py`);
+- the checks read exactly the run's partitions (partitioned check specs), so their cost follows
+  the run, not the history;
+- a long backfill logs its progress every `progress_every_days` days (#14).
+"""
+
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from bike_assets.partitions import daily_partitions
 from bike_assets.resources.batch_metrics import BatchMetricsResource
-from bike_assets.resources.warehouse import partition_expr
-from bike_assets.schema import KEY_COLUMNS, schema_problems
+from bike_assets.resources.warehouse import Warehouse, partition_expr
+from bike_assets.schema import KEY_COLUMNS, empty_tidy, schema_problems
 from bike_assets.settings import PARIS_TZ, Settings
-from bike_assets.sources.base import CountsSource
+from bike_assets.sources.base import CountsBatch, CountsSource
 
 _settings = Settings.from_env()
 _STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
@@ -20,6 +36,94 @@ _STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
 def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
     shown = frame.head(rows).astype(str)
     return dg.MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "_no rows_")
+
+
+class RawCountsConfig(dg.Config):  # type: ignore[misc]
+    allow_shrink: bool = Field(
+        default=False,
+        description="Let stored days be replaced by an empty or much smaller answer (e.g. days "
+        "the portal no longer serves, on purpose). Off: such a run fails before writing.",
+    )
+    min_kept_ratio: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="A stored day whose new answer has fewer than this share of its stored rows "
+        "fails the run (unless allow_shrink).",
+    )
+    progress_every_days: int = Field(
+        default=30, ge=1, description="Fetch and log progress in chunks of this many days."
+    )
+
+
+@dataclass(frozen=True)
+class Shrink:
+    day: str
+    stored: int
+    fetched: int
+
+
+def shrunk_days(
+    stored: Mapping[str, int], fetched: Mapping[str, int], min_kept_ratio: float
+) -> list[Shrink]:
+    """Days that held rows and would keep fewer than `min_kept_ratio` of them, in day order.
+
+    | stored | fetched            | verdict   |
+    |--------|--------------------|-----------|
+    | 0      | anything           | fine      |
+    | n > 0  | 0                  | shrink    |
+    | n > 0  | < min_kept_ratio*n | shrink    |
+    | n > 0  | >= that            | fine      |
+    """
+    return [
+        Shrink(day, before, fetched.get(day, 0))
+        for day, before in sorted(stored.items())
+        if before > 0 and fetched.get(day, 0) < min_kept_ratio * before
+    ]
+
+
+def shrink_message(window: str, shrinks: Sequence[Shrink], min_kept_ratio: float) -> str:
+    shown = "; ".join(
+        f"{s.day}: stored {s.stored:,} -> fetched {s.fetched:,}" for s in shrinks[:10]
+    )
+    more = f" (and {len(shrinks) - 10} more days)" if len(shrinks) > 10 else ""
+    return (
+        f"raw_counts {window}: {len(shrinks)} stored day(s) would be emptied or keep fewer than "
+        f"{min_kept_ratio:.0%} of their rows: {shown}{more}. Nothing was written. If the source "
+        "really lost these rows, rerun with run config "
+        "`ops: {raw_counts: {config: {allow_shrink: true}}}`."
+    )
+
+
+def _fetch_in_chunks(
+    context: dg.AssetExecutionContext, source: CountsSource, keys: Sequence[str], every: int
+) -> CountsBatch:
+    """Fetch the run's days `every` days at a time, logging progress after each chunk."""
+    frames: list[pd.DataFrame] = []
+    dropped, requests = 0, 0
+    reasons: dict[str, int] = {}
+    rows, started = 0, time.monotonic()
+    for first in range(0, len(keys), every):
+        chunk = keys[first : first + every]
+        start = daily_partitions.time_window_for_partition_key(chunk[0]).start
+        end = daily_partitions.time_window_for_partition_key(chunk[-1]).end
+        batch = source.fetch(start, end)
+        frames.append(batch.frame)
+        dropped, requests = dropped + batch.dropped, requests + batch.requests
+        for reason, n in batch.drop_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        rows += len(batch.frame)
+        done, elapsed = first + len(chunk), time.monotonic() - started
+        if len(keys) > every:  # a day or a week is one chunk: nothing to report
+            rate = done / elapsed if elapsed > 0 else float("inf")
+            context.log.info(
+                f"raw_counts progress: {done}/{len(keys)} days (to {chunk[-1]}), "
+                f"{rows:,} rows so far, {len(keys) - done} days left, "
+                f"{rate:.1f} days/s ({rows / max(elapsed, 1e-9):,.0f} rows/s), "
+                f"ETA {(len(keys) - done) / rate:.0f} s"
+            )
+    frame = pd.concat(frames, ignore_index=True) if frames else empty_tidy()
+    return CountsBatch(frame=frame, dropped=dropped, drop_reasons=reasons, requests=requests)
 
 
 @dg.asset(
@@ -31,16 +135,23 @@ def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
     metadata={"partition_expr": partition_expr(_settings.env)},
     description=(
         "Hourly counts of every counter channel, one partition per Paris-local day "
-        "(23 or 25 hours on DST days). Re-materializing a day replaces its rows."
+        "(23 or 25 hours on DST days). Re-materializing a day replaces its rows in one "
+        "transaction; a stored day that would come back empty or much smaller fails the run "
+        "unless config `allow_shrink`."
     ),
 )
 def raw_counts(
-    context: dg.AssetExecutionContext, source: CountsSource, batch_metrics: BatchMetricsResource
+    context: dg.AssetExecutionContext,
+    config: RawCountsConfig,
+    source: CountsSource,
+    warehouse: Warehouse,
+    batch_metrics: BatchMetricsResource,
 ) -> pd.DataFrame:
     window = context.partition_time_window
     start: datetime = window.start
     end: datetime = window.end
-    batch = source.fetch(start, end)
+    keys = list(context.partition_keys)
+    batch = _fetch_in_chunks(context, source, keys, config.progress_every_days)
     frame = batch.frame
     # The source answers for [start, end); anything else would leak into a neighbour partition.
     inside = (frame["timestamp"] >= pd.Timestamp(start)) & (frame["timestamp"] < pd.Timestamp(end))
@@ -50,23 +161,44 @@ def raw_counts(
     if outside:
         drop_reasons["outside_window"] = outside
 
+    run_window = f"[{start.isoformat()}, {end.isoformat()})"
+    days = frame["timestamp"].dt.tz_convert(PARIS_TZ).dt.strftime("%Y-%m-%d")
+    by_day = dict(tuple(frame.groupby(days)))
+    # Decided before the IO manager deletes anything: a failure here leaves every stored row.
+    stored = warehouse.stored_rows_by_day(pd.Timestamp(start), pd.Timestamp(end))
+    fetched = {key: len(day) for key, day in by_day.items()}
+    shrinks = shrunk_days(stored, fetched, config.min_kept_ratio)
+    if shrinks:
+        message = shrink_message(run_window, shrinks, config.min_kept_ratio)
+        if not config.allow_shrink:
+            raise dg.Failure(
+                description=message,
+                metadata={
+                    "run_window": run_window,
+                    "shrunk_days": dg.MetadataValue.json(
+                        {s.day: {"stored": s.stored, "fetched": s.fetched} for s in shrinks}
+                    ),
+                },
+                allow_retries=False,
+            )
+        context.log.warning(f"allow_shrink is set, replacing anyway. {message}")
+
     run_facts = {
-        "run_window": f"[{start.isoformat()}, {end.isoformat()})",
+        "run_window": run_window,
         "run_dropped_records": batch.dropped + outside,
         "run_drop_reasons": dg.MetadataValue.json(drop_reasons),
         "run_api_requests": batch.requests,
         "source": type(source).__name__,
     }
     # A backfill run materializes many partitions: each gets its own day's figures.
-    days = frame["timestamp"].dt.tz_convert(PARIS_TZ).dt.strftime("%Y-%m-%d")
-    by_day = dict(tuple(frame.groupby(days)))
-    few = len(context.partition_keys) <= 7  # a preview table per day of a year is event bloat
-    for key in context.partition_keys:
+    few = len(keys) <= 7  # a preview table per day of a year is event bloat
+    for key in keys:
         day = by_day.get(key, frame.iloc[0:0])
         local = day["timestamp"].dt.tz_convert(PARIS_TZ)
         context.add_asset_metadata(
             {
                 "dagster/row_count": len(day),
+                "rows_before": stored.get(key, 0),
                 "counters_seen": int(day["counter_id"].nunique()),
                 "first_hour": str(local.min()) if len(day) else "",
                 "last_hour": str(local.max()) if len(day) else "",
@@ -152,13 +284,21 @@ def check_unique_keys(frame: pd.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
 
 
-def check_completeness(frame: pd.DataFrame, warn_below: float) -> dg.AssetCheckResult:
-    """Present rows / (counters seen x Paris-local hours) for each day in the frame."""
+def check_completeness(
+    frame: pd.DataFrame, warn_below: float, expected_days: Sequence[str] = ()
+) -> dg.AssetCheckResult:
+    """Present rows / (counters seen x Paris-local hours) for each day in the frame.
+
+    `expected_days` (`YYYY-MM-DD`, the run's partitions) that hold no row at all fail it too.
+    """
     if frame.empty:
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"reason": "no rows at all for this window"},
+            metadata={
+                "reason": "no rows at all for this window",
+                "days_without_rows": dg.MetadataValue.json(sorted(expected_days)),
+            },
         )
     # Expected: every hour of a day for each counter seen on or around it (between its first
     # and last day in the frame), so a counter installed mid-range does not flag earlier days.
@@ -186,10 +326,12 @@ def check_completeness(frame: pd.DataFrame, warn_below: float) -> dg.AssetCheckR
     )
     table = per_day.sort_values("ratio").head(20)
     worst = float(per_day["ratio"].min())
+    empty_days = sorted(set(expected_days) - set(per_day["day"]))
     return dg.AssetCheckResult(
-        passed=worst >= warn_below,
+        passed=worst >= warn_below and not empty_days,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
+            "days_without_rows": dg.MetadataValue.json(empty_days),
             "worst_day_ratio": worst,
             "threshold": warn_below,
             "days": len(per_day),
@@ -199,43 +341,56 @@ def check_completeness(frame: pd.DataFrame, warn_below: float) -> dg.AssetCheckR
     )
 
 
-RAW_COUNTS_CHECKS = [
-    dg.AssetCheckSpec(
-        "raw_counts_schema",
-        asset="raw_counts",
-        blocking=True,
-        description="Tidy columns and dtypes.",
-    ),
-    dg.AssetCheckSpec(
-        "raw_counts_non_negative_integers",
-        asset="raw_counts",
-        blocking=True,
-        description="Counts are non-negative integers.",
-    ),
-    dg.AssetCheckSpec(
-        "raw_counts_unique_keys",
-        asset="raw_counts",
-        blocking=True,
-        description="One row per (counter_id, timestamp).",
-    ),
-    dg.AssetCheckSpec(
-        "raw_counts_completeness",
-        asset="raw_counts",
-        description="Hours x counters present vs expected per Paris day; WARN below "
-        "COMPLETENESS_WARN.",
-    ),
-]
+# Partitioned specs: a run's checks load exactly the run's partitions (one day for the daily
+# schedule, the range for a backfill), not the whole table. Dagster 1.13 marks partitioned check
+# specs "preview"; the warning is silenced here only, where the choice is made.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    RAW_COUNTS_CHECKS = [
+        dg.AssetCheckSpec(
+            "raw_counts_schema",
+            asset="raw_counts",
+            blocking=True,
+            description="Tidy columns and dtypes.",
+            partitions_def=daily_partitions,
+        ),
+        dg.AssetCheckSpec(
+            "raw_counts_non_negative_integers",
+            asset="raw_counts",
+            blocking=True,
+            description="Counts are non-negative integers.",
+            partitions_def=daily_partitions,
+        ),
+        dg.AssetCheckSpec(
+            "raw_counts_unique_keys",
+            asset="raw_counts",
+            blocking=True,
+            description="One row per (counter_id, timestamp).",
+            partitions_def=daily_partitions,
+        ),
+        dg.AssetCheckSpec(
+            "raw_counts_completeness",
+            asset="raw_counts",
+            description="Hours x counters present vs expected per Paris day of the run; WARN "
+            "below COMPLETENESS_WARN, and for a day of the run without any row.",
+            partitions_def=daily_partitions,
+        ),
+    ]
 
 
 @dg.multi_asset_check(specs=RAW_COUNTS_CHECKS, ins={"raw_counts": dg.AssetIn("raw_counts")})
-def raw_counts_checks(raw_counts: pd.DataFrame) -> Iterator[dg.AssetCheckResult]:
-    """All checks of the run's days from one read of them (a backfill is ~1M rows)."""
+def raw_counts_checks(
+    context: dg.AssetCheckExecutionContext, raw_counts: pd.DataFrame
+) -> Iterator[dg.AssetCheckResult]:
+    """All checks of the run's days (and only those) from one read of them."""
     warn_below = Settings.from_env().thresholds.completeness_warn
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    keys = list(context.partition_keys) if partitioned else []
     results = (
         check_schema(raw_counts),
         check_counts(raw_counts),
         check_unique_keys(raw_counts),
-        check_completeness(raw_counts, warn_below),
+        check_completeness(raw_counts, warn_below, expected_days=keys),
     )
     for spec, result in zip(RAW_COUNTS_CHECKS, results, strict=True):
         yield dg.AssetCheckResult(
@@ -243,5 +398,5 @@ def raw_counts_checks(raw_counts: pd.DataFrame) -> Iterator[dg.AssetCheckResult]
             asset_key=spec.asset_key,
             passed=result.passed,
             severity=result.severity,
-            metadata=result.metadata,
+            metadata={**result.metadata, "partitions_checked": len(keys)},
         )

@@ -75,12 +75,13 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.env == "gcp":
         settings.validate_for_gcp()
         from dagster_gcp import GCSPickleIOManager, GCSResource
-        from dagster_gcp_pandas import BigQueryPandasIOManager
+
+        from bike_assets.resources.bigquery_io import StagedBigQueryPandasIOManager
 
         gcs_root = f"gs://{settings.gcs_bucket}/{settings.gcs_prefix}"
         return {
             **common,
-            "io_manager": BigQueryPandasIOManager(
+            "io_manager": StagedBigQueryPandasIOManager(
                 project=settings.gcp_project, dataset=settings.bq_dataset
             ),
             "object_io_manager": GCSPickleIOManager(

@@ -174,12 +174,13 @@ class ParisOpenDataClient(CountsSource):
     ) -> tuple[pd.DataFrame, dict[str, int], int]:
         """One Paris day: tidy rows, drop reasons, HTTP attempts. Own session per call, since
         the retry budget lives on the session's adapter and days run in parallel."""
-        adapter = HTTPAdapter(max_retries=self._retry(time.monotonic() + self.retry_budget_s))
+        deadline = time.monotonic() + self.retry_budget_s
+        adapter = HTTPAdapter(max_retries=self._retry(deadline))
         with requests.Session() as session:
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update({"Accept": "application/json", "User-Agent": "bike-traffic"})
-            records, attempts = self._get_day(session, day_start, day_end)
+            records, attempts = self._get_day(session, day_start, day_end, deadline)
         norm = normalize_records(records)
         frame, reasons = norm.frame, dict(norm.drop_reasons)
         # Guard against a server that reads the literals in another timezone: a row outside
@@ -191,7 +192,7 @@ class ParisOpenDataClient(CountsSource):
         return frame, reasons, attempts
 
     def _get_day(
-        self, session: requests.Session, start: datetime, end: datetime
+        self, session: requests.Session, start: datetime, end: datetime, deadline: float
     ) -> tuple[list[Any], int]:
         """The records of one window and the number of HTTP attempts it took."""
         window = f"window [{start.isoformat()}, {end.isoformat()}) {PARIS_TZ}"
@@ -204,13 +205,29 @@ class ParisOpenDataClient(CountsSource):
             "timezone": "UTC",
             "order_by": "date",
         }
-        try:
-            resp = session.get(url, params=params, timeout=(self.timeout_s, self.timeout_s))
-        except requests.RequestException as exc:
-            raise SourceError(f"Paris API {window}: {_describe(exc, self)}") from exc
+        # urllib3 retries the request, not the reading of the body: a connection dropped
+        # mid-body (fewer bytes than Content-Length) surfaces here. It is as transient as a 503,
+        # so it gets the same bounds (max_retries, the window's time budget) and backoff.
+        cut_short = 0
+        while True:
+            try:
+                resp = session.get(url, params=params, timeout=(self.timeout_s, self.timeout_s))
+                break
+            except requests.exceptions.ChunkedEncodingError as exc:
+                cut_short += 1
+                wait = min(BACKOFF_MAX_S, self.backoff_factor * 2 ** (cut_short - 1))
+                if cut_short > self.max_retries or time.monotonic() + wait > deadline:
+                    raise SourceError(
+                        f"Paris API {window}: body cut short {cut_short} time(s) "
+                        f"(max_retries={self.max_retries}, budget {self.retry_budget_s:g} s): "
+                        f"{exc}"
+                    ) from exc
+                time.sleep(wait)
+            except requests.RequestException as exc:
+                raise SourceError(f"Paris API {window}: {_describe(exc, self)}") from exc
 
         retries = getattr(resp.raw, "retries", None)
-        attempts = len(retries.history) + 1 if retries is not None else 1
+        attempts = (len(retries.history) + 1 if retries is not None else 1) + cut_short
         if resp.status_code in RETRY_STATUSES:
             raise SourceError(
                 f"Paris API {window}: gave up after {attempts} attempt(s) "

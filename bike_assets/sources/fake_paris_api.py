@@ -12,6 +12,11 @@ records (API field names) on 127.0.0.1 from a background `ThreadingHTTPServer`:
 Dates are rendered in the requested `timezone` with their offset, as the portal does. Faults are
 injected per test with `enqueue(CannedResponse...)` (consumed first in, first out by the next
 requests) or at random with `fail_ratio` (seeded). Every request is logged (`log`, `requests`).
+
+It lives in the package, beside the real client, because both the tests and the benchmarks
+(`bench/ingest.py`, `bench/paris_api_server.py`) serve data through it and benchmarks must not
+import test code (issue #10); it is the offline twin of `paris_api.ParisOpenDataClient`'s server.
+Nothing in the platform's code paths imports it.
 """
 
 from __future__ import annotations
@@ -38,9 +43,21 @@ import pandas as pd
 DATASET = "comptage-velo-donnees-compteurs"
 PARIS = ZoneInfo("Europe/Paris")
 API_FIELDS: list[str] = [
-    "id_compteur", "nom_compteur", "id", "name", "sum_counts", "date", "installation_date",
-    "url_photos_n1", "coordinates", "counter", "photos",
-    "test_lien_vers_photos_du_site_de_comptage_", "id_photo_1", "url_sites", "type_dimage",
+    "id_compteur",
+    "nom_compteur",
+    "id",
+    "name",
+    "sum_counts",
+    "date",
+    "installation_date",
+    "url_photos_n1",
+    "coordinates",
+    "counter",
+    "photos",
+    "test_lien_vers_photos_du_site_de_comptage_",
+    "id_photo_1",
+    "url_sites",
+    "type_dimage",
     "mois_annee_comptage",
 ]
 RECORDS_MAX_LIMIT = 100
@@ -57,6 +74,9 @@ class CannedResponse:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    # Send only this many bytes of the answer, then close: Content-Length still announces the
+    # whole body, as when a connection drops mid-transfer.
+    cut_after: int | None = None
 
     @classmethod
     def rate_limited(cls, retry_after: int | None = 1) -> CannedResponse:
@@ -65,12 +85,18 @@ class CannedResponse:
 
     @classmethod
     def unavailable(cls, status: int = 503) -> CannedResponse:
-        return cls(status=status, body=b"<html><body>Service Unavailable</body></html>",
-                   headers={"Content-Type": "text/html"})
+        return cls(
+            status=status,
+            body=b"<html><body>Service Unavailable</body></html>",
+            headers={"Content-Type": "text/html"},
+        )
 
     @classmethod
     def api_error(
-        cls, status: int = 400, error_code: str = "ODSQLError", message: str = "Bad query",
+        cls,
+        status: int = 400,
+        error_code: str = "ODSQLError",
+        message: str = "Bad query",
         headers: Mapping[str, str] | None = None,
     ) -> CannedResponse:
         body = json.dumps({"error_code": error_code, "message": message}).encode()
@@ -79,6 +105,11 @@ class CannedResponse:
     @classmethod
     def malformed(cls, body: bytes = b"<html>not json", status: int = 200) -> CannedResponse:
         return cls(status=status, body=body, headers={"Content-Type": "application/json"})
+
+    @classmethod
+    def truncated(cls, keep_bytes: int = 200) -> CannedResponse:
+        """The normal answer cut after `keep_bytes` bytes (the connection drops mid-body)."""
+        return cls(cut_after=keep_bytes)
 
     @classmethod
     def slow(cls, delay_s: float) -> CannedResponse:
@@ -187,16 +218,18 @@ class FakeParisApi:
         try:
             zone = ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise _BadRequestError(400, "InvalidRESTParameterError",
-                                   f"Unknown timezone {tz!r}") from exc
+            raise _BadRequestError(
+                400, "InvalidRESTParameterError", f"Unknown timezone {tz!r}"
+            ) from exc
         where = params.get("where", "").strip()
         if where:
             lo, hi = 0, self._valid
             for term in re.split(r"\s+and\s+", where, flags=re.IGNORECASE):
                 match = _TERM.match(term.strip())
                 if not match:
-                    raise _BadRequestError(400, "ODSQLError",
-                                      f"Unsupported where term for this stand-in: {term!r}")
+                    raise _BadRequestError(
+                        400, "ODSQLError", f"Unsupported where term for this stand-in: {term!r}"
+                    )
                 op, literal = match.groups()
                 ns = _literal_ns(literal, zone)
                 left = int(np.searchsorted(self._ns, ns, side="left"))
@@ -216,8 +249,9 @@ class FakeParisApi:
         if order in ("date desc", "-date"):
             rows = rows[::-1]
         elif order not in ("", "date", "date asc"):
-            raise _BadRequestError(400, "ODSQLError",
-                                   f"Unsupported order_by for this stand-in: {order!r}")
+            raise _BadRequestError(
+                400, "ODSQLError", f"Unsupported order_by for this stand-in: {order!r}"
+            )
         return rows, tz
 
     def _render(self, rows: np.ndarray, tz: str, select: str) -> list[dict[str, Any]]:
@@ -227,16 +261,14 @@ class FakeParisApi:
             raise _BadRequestError(400, "ODSQLError", f"Unknown field: {unknown[0]}")
         if "*" in fields:
             fields = API_FIELDS
-        columns = [
-            (self._dates_in(tz) if f == "date" else self._columns[f])[rows] for f in fields
-        ]
+        columns = [(self._dates_in(tz) if f == "date" else self._columns[f])[rows] for f in fields]
         return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
 
     # ---- endpoints --------------------------------------------------------------------------
     def _answer(self, path: str, params: Mapping[str, str]) -> tuple[int, Any]:
         if not path.startswith(_PREFIX):
             raise _BadRequestError(404, "NotFound", f"Unknown path {path}")
-        dataset, _, endpoint = path[len(_PREFIX):].partition("/")
+        dataset, _, endpoint = path[len(_PREFIX) :].partition("/")
         if dataset != self.dataset:
             raise _BadRequestError(404, "UnknownDatasetError", f"Unknown dataset: {dataset}")
         if endpoint == "exports/json":
@@ -249,20 +281,29 @@ class FakeParisApi:
             limit = _int_param(params, "limit", 10)
             offset = _int_param(params, "offset", 0)
             if not -1 <= limit <= RECORDS_MAX_LIMIT:
-                raise _BadRequestError(400, "InvalidRESTParameterError",
-                                  f"Invalid value for limit API parameter: {limit} was found but "
-                                  f"-1 <= limit <= {RECORDS_MAX_LIMIT} is expected.")
+                raise _BadRequestError(
+                    400,
+                    "InvalidRESTParameterError",
+                    f"Invalid value for limit API parameter: {limit} was found but "
+                    f"-1 <= limit <= {RECORDS_MAX_LIMIT} is expected.",
+                )
             if offset < 0:
-                raise _BadRequestError(400, "InvalidRESTParameterError",
-                                  f"Invalid value for offset API parameter: {offset} was found "
-                                  "but >= 0 is expected.")
+                raise _BadRequestError(
+                    400,
+                    "InvalidRESTParameterError",
+                    f"Invalid value for offset API parameter: {offset} was found "
+                    "but >= 0 is expected.",
+                )
             size = RECORDS_MAX_LIMIT if limit == -1 else limit
             if offset + size > OFFSET_CAP:
-                raise _BadRequestError(400, "InvalidRESTParameterError",
-                                  "Invalid value for sum of offset + limit API parameter: "
-                                  f"{offset + size} was found but <= {OFFSET_CAP} is expected.")
+                raise _BadRequestError(
+                    400,
+                    "InvalidRESTParameterError",
+                    "Invalid value for sum of offset + limit API parameter: "
+                    f"{offset + size} was found but <= {OFFSET_CAP} is expected.",
+                )
             rows, tz = self._select(params)
-            results = self._render(rows[offset: offset + size], tz, params.get("select", ""))
+            results = self._render(rows[offset : offset + size], tz, params.get("select", ""))
             return 200, {"total_count": len(rows), "results": results}
         raise _BadRequestError(404, "NotFound", f"Unknown endpoint {endpoint!r}")
 
@@ -277,8 +318,11 @@ class FakeParisApi:
                 return CannedResponse.unavailable(status)
             return None
 
-    def handle(self, method: str, target: str) -> tuple[int, dict[str, str], bytes, float]:
-        """Status, headers, body and pre-answer delay for one request (also logs it)."""
+    def handle(
+        self, method: str, target: str
+    ) -> tuple[int, dict[str, str], bytes, float, int | None]:
+        """Status, headers, body, pre-answer delay and bytes to send before dropping the
+        connection (None: all) for one request (also logs it)."""
         arrived = time.monotonic()
         split = urlsplit(target)
         params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
@@ -301,7 +345,7 @@ class FakeParisApi:
         with self._lock:
             self._log.append(LoggedRequest(method, split.path, params, status, arrived))
             self.busy_s += time.monotonic() - arrived
-        return status, headers, body, delay
+        return status, headers, body, delay, fault.cut_after if fault else None
 
     # ---- control ----------------------------------------------------------------------------
     def enqueue(self, *responses: CannedResponse) -> None:
@@ -342,8 +386,12 @@ class FakeParisApi:
         server.api = self
         self._stopping.clear()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-paris-api", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-paris-api",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -361,7 +409,9 @@ class FakeParisApi:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -387,7 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         api = self.server.api
-        status, headers, body, delay = api.handle(method, self.path)
+        status, headers, body, delay, cut_after = api.handle(method, self.path)
         if delay and api.sleep_unless_stopped(delay):
             return
         try:
@@ -396,7 +446,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if cut_after is None:
+                self.wfile.write(body)
+            else:
+                self.wfile.write(body[:cut_after])
+                self.wfile.flush()
+                self.close_connection = True  # the client sees the body end early
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (timeout) before the slow answer came: what a real one sees too.
             self.close_connection = True
@@ -427,8 +482,9 @@ def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise _BadRequestError(400, "InvalidRESTParameterError",
-                          f"Invalid value for {name} API parameter: {raw!r}") from exc
+        raise _BadRequestError(
+            400, "InvalidRESTParameterError", f"Invalid value for {name} API parameter: {raw!r}"
+        ) from exc
 
 
 def _error_body(error_code: str, message: str) -> bytes:
@@ -449,8 +505,7 @@ def paris_day_hours(day: date) -> pd.DatetimeIndex:
     start = pd.Timestamp(datetime.combine(day, datetime.min.time(), tzinfo=PARIS))
     nxt = day + timedelta(days=1)
     end = pd.Timestamp(datetime.combine(nxt, datetime.min.time(), tzinfo=PARIS))
-    return pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h",
-                         inclusive="left")
+    return pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h", inclusive="left")
 
 
 def make_records(days: Iterable[date], counters: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -461,18 +516,22 @@ def make_records(days: Iterable[date], counters: int = 3, seed: int = 0) -> pd.D
     frames = []
     for k in range(counters):
         site = f"1000{k:05d}"
-        frames.append(pd.DataFrame({
-            "id_compteur": f"{site}-1010{k:05d}",
-            "nom_compteur": f"{k} boulevard Test E-O",
-            "id": site,
-            "name": f"{k} boulevard Test",
-            "sum_counts": rng.integers(0, 400, size=len(hours)),
-            "date": hours,
-            "installation_date": "2019-01-01",
-            "coordinates": [{"lon": 2.3 + k / 1000, "lat": 48.85 + k / 1000}] * len(hours),
-            "counter": f"Y2H{k:08d}",
-            "mois_annee_comptage": hours.tz_convert(PARIS).strftime("%Y-%m"),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id_compteur": f"{site}-1010{k:05d}",
+                    "nom_compteur": f"{k} boulevard Test E-O",
+                    "id": site,
+                    "name": f"{k} boulevard Test",
+                    "sum_counts": rng.integers(0, 400, size=len(hours)),
+                    "date": hours,
+                    "installation_date": "2019-01-01",
+                    "coordinates": [{"lon": 2.3 + k / 1000, "lat": 48.85 + k / 1000}] * len(hours),
+                    "counter": f"Y2H{k:08d}",
+                    "mois_annee_comptage": hours.tz_convert(PARIS).strftime("%Y-%m"),
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=API_FIELDS)
     return to_api_records(pd.concat(frames, ignore_index=True))
@@ -483,14 +542,20 @@ def to_api_records(frame: pd.DataFrame) -> pd.DataFrame:
     flat parquet (API names, `lat`/`lon`, UTC `date`) or from records already API-shaped."""
     if "counter_id" in frame.columns:
         ts = pd.to_datetime(frame["timestamp"], utc=True)
-        frame = pd.DataFrame({
-            "id_compteur": frame["counter_id"], "nom_compteur": frame.get("counter_name"),
-            "id": frame.get("site_id"), "name": frame.get("site_name"),
-            "sum_counts": frame["count"], "date": ts,
-            "installation_date": frame.get("installation_date"),
-            "lat": frame.get("lat"), "lon": frame.get("lon"),
-            "mois_annee_comptage": ts.dt.tz_convert(PARIS).dt.strftime("%Y-%m"),
-        })
+        frame = pd.DataFrame(
+            {
+                "id_compteur": frame["counter_id"],
+                "nom_compteur": frame.get("counter_name"),
+                "id": frame.get("site_id"),
+                "name": frame.get("site_name"),
+                "sum_counts": frame["count"],
+                "date": ts,
+                "installation_date": frame.get("installation_date"),
+                "lat": frame.get("lat"),
+                "lon": frame.get("lon"),
+                "mois_annee_comptage": ts.dt.tz_convert(PARIS).dt.strftime("%Y-%m"),
+            }
+        )
     out = frame.copy()
     if "lat" in out.columns or "lon" in out.columns:
         lat = out["lat"] if "lat" in out.columns else pd.Series(np.nan, index=out.index)
@@ -499,10 +564,13 @@ def to_api_records(frame: pd.DataFrame) -> pd.DataFrame:
         # dicts. The server only reads them.
         pairs = pd.MultiIndex.from_arrays([lat, lon])
         codes, uniques = pd.factorize(pairs)
-        dicts = [None if pd.isna(la) or pd.isna(lo) else {"lon": float(lo), "lat": float(la)}
-                 for la, lo in uniques]
-        out["coordinates"] = pd.Series([dicts[c] if c >= 0 else None for c in codes],
-                                       index=out.index, dtype=object)
+        dicts = [
+            None if pd.isna(la) or pd.isna(lo) else {"lon": float(lo), "lat": float(la)}
+            for la, lo in uniques
+        ]
+        out["coordinates"] = pd.Series(
+            [dicts[c] if c >= 0 else None for c in codes], index=out.index, dtype=object
+        )
         out = out.drop(columns=[c for c in ("lat", "lon") if c in out.columns])
     for name in API_FIELDS:
         if name not in out.columns:
