@@ -21,12 +21,13 @@ from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.pipeline import Pipeline
 
-from bike_assets.ml.model import ModelParams, build_pipeline, save_pipeline
+from bike_assets.ml.model import ModelParams, build_pipeline
 from bike_assets.ml.pointer import ChampionPointer, write_pointer
+from bike_assets.resources.model_store import ModelStore, artifact_path
 from bike_assets.settings import PARIS_TZ, Settings
 from bike_serving.app import create_app
 
-API_KEY = "test-admin-key"
+API_KEY = "test-admin-key-0123456789"
 COUNTERS = [f"1000{i:02d}-1010{i:02d}" for i in range(5)]
 # The app's clock in tests: a Monday. With forecast_cache_days=2 the cache covers the Paris days
 # 2024-06-03 and 2024-06-04, i.e. [2024-06-02T22:00Z, 2024-06-04T22:00Z).
@@ -69,20 +70,22 @@ def train_pipeline(frame: pd.DataFrame, max_iter: int = 30, random_state: int = 
 
 
 def model_path(data_dir: Path, version: str) -> Path:
-    """The layout of `ModelStore` in bike_assets: models/v{version}/model.joblib."""
-    return data_dir / "models" / f"v{version}" / "model.joblib"
+    """Where `ModelStore` (the platform's own) puts a version's file."""
+    return data_dir / artifact_path(version)
 
 
 def publish(
     data_dir: Path, pipeline: Pipeline | None, version: str, **pointer_fields: Any
 ) -> ChampionPointer:
-    """Save the artifact (unless None: a pointer to a missing file) and point the champion at it."""
-    path = model_path(data_dir, version)
+    """Save the artifact with the platform's `ModelStore` (store-relative URI + sha256) and
+    point the champion at it; `pipeline=None` points at a file that does not exist."""
     if pipeline is not None:
-        save_pipeline(pipeline, path)
+        model_uri = ModelStore(root=str(data_dir)).save(pipeline, version)
+    else:
+        model_uri = f"{artifact_path(version)}#sha256={'0' * 64}"
     pointer = ChampionPointer(
         version=version,
-        model_uri=str(path),
+        model_uri=model_uri,
         trained_range={"start": "2024-05-06", "end": "2024-05-27"},
         metrics={"rmse": 12.5, "r2": 0.91},
         promoted_at=datetime(2024, 5, 28, 6, 0, tzinfo=UTC).isoformat(),

@@ -7,6 +7,7 @@ the Paris days 2024-06-03 and 2024-06-04.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,7 +106,9 @@ def test_counters_lists_what_the_model_knows(client: Client) -> None:
 def test_champion_shows_pointer_metrics_and_cache(client: Client, tmp_path: Path) -> None:
     body = client.get("/champion").json()
     assert body["version"] == "1"
-    assert body["model_uri"] == str(tmp_path / "models" / "v1" / "model.joblib")
+    # relative to the model store, with the digest that was checked: no server path (#13.6)
+    assert re.fullmatch(r"models/v1/model\.joblib#sha256=[0-9a-f]{64}", body["model_uri"])
+    assert str(tmp_path) not in client.get("/champion").text
     assert body["metrics"] == {"rmse": 12.5, "r2": 0.91}
     assert body["trained_range"] == {"start": "2024-05-06", "end": "2024-05-27"}
     assert body["promoted_at"] == "2024-05-28T06:00:00+00:00"
@@ -358,7 +361,7 @@ def test_unexpected_exception_is_a_bare_json_500() -> None:
 
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     app = Litestar([boom], exception_handlers=EXCEPTION_HANDLERS)
     with TestClient(app) as c:
         # (attached after startup: Litestar's logging config replaces the root handlers)
@@ -472,7 +475,8 @@ def test_starting_without_a_champion(tmp_path: Path) -> None:
             c.get("/counters"),
             c.get("/champion"),
         ):
-            assert_error(response, 503, None, RETRAIN_COMMAND, str(tmp_path / "champion.json"))
+            assert_error(response, 503, None, RETRAIN_COMMAND)
+            assert str(tmp_path) not in response.text  # no server path to callers (#13.6)
         assert metric(c, "bike_model_info") is None
         assert metric(c, "bike_model_age_seconds") != metric(c, "bike_model_age_seconds")  # NaN
         assert metric(c, "bike_model_reloads_total", result="failed") == 0  # absent != failed

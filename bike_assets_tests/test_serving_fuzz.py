@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its f
     )
 
 Client = TestClient[Any]
+JSON_HEADERS = {"content-type": "application/json"}
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -91,7 +92,9 @@ def assert_no_server_error(response: Any) -> None:
 @FUZZ
 @given(body=predict_bodies)
 def test_predict_never_fails_on_json(client: Client, body: Any) -> None:
-    assert_no_server_error(client.post("/predict", content=json.dumps(body).encode()))
+    assert_no_server_error(
+        client.post("/predict", content=json.dumps(body).encode(), headers=JSON_HEADERS)
+    )
 
 
 @FUZZ

@@ -17,8 +17,9 @@ from typing import cast
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import MediaType
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from bike_assets.settings import Settings
@@ -28,6 +29,7 @@ from bike_serving.dependencies import Services, build_dependencies
 from bike_serving.errors import EXCEPTION_HANDLERS
 from bike_serving.metrics import ServingMetrics
 from bike_serving.model_holder import ChampionHolder
+from bike_serving.request import JsonRequest
 from bike_serving.timing import server_timing_middleware
 
 API_VERSION = "1.0.0"
@@ -70,13 +72,19 @@ def create_app(
         lifespan=[champion_lifespan],
         middleware=[server_timing_middleware, metrics.http.middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonRequest,
         request_max_body_size=max(MIN_BODY_LIMIT, settings.max_records * BYTES_PER_RECORD),
         openapi_config=OpenAPIConfig(
             title="Paris bike counts forecast",
             version=API_VERSION,
             description="Hourly bike counts predicted by the champion model.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # The raw document at /schema and /schema/openapi.json, no HTML viewer: Litestar's
+            # Swagger UI/Redoc pages load their scripts from a CDN and are blank offline. Any
+            # OpenAPI viewer can open the document.
+            render_plugins=[
+                JsonRenderPlugin(path=["/", "/openapi.json"], media_type=MediaType.JSON)
+            ],
             components=Components(
                 security_schemes={
                     "apiKey": SecurityScheme(

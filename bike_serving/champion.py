@@ -6,18 +6,21 @@ Requests take a reference to a `LoadedChampion` once and use only that object, s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from bike_assets.ml.model import known_counters, load_pipeline_uri, predict_counts
+from bike_assets.ml.model import known_counters, load_pipeline, predict_counts
+from bike_assets.ml.model_files import ArtifactError, load_artifact, parse_uri
 from bike_assets.ml.pointer import ChampionPointer
 from bike_serving.errors import UnknownCountersError
 from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, pipeline_frame
@@ -38,6 +41,8 @@ class LoadedChampion:
     cache: ForecastCache
     loaded_at: datetime
     info: ModelInfo  # what every answer says about the model that produced it
+    artifact: str  # the model file relative to the store, with its digest (never a server path)
+    previous: dict[str, Any] | None  # the pointer's `previous`, its model named the same way
 
     @property
     def key(self) -> tuple[str, str]:
@@ -74,20 +79,34 @@ class LoadedChampion:
         cache = build_forecast_cache(self.pipeline, self.counters, paris_day(now), days)
         return dataclasses.replace(self, cache=cache)
 
-    def with_pointer(self, pointer: ChampionPointer) -> LoadedChampion:
-        return dataclasses.replace(self, pointer=pointer, info=_info(pointer))
+    def with_pointer(self, pointer: ChampionPointer, root: str) -> LoadedChampion:
+        return dataclasses.replace(
+            self, pointer=pointer, info=_info(pointer), previous=_public_previous(pointer, root)
+        )
 
 
 def _info(pointer: ChampionPointer) -> ModelInfo:
     return ModelInfo(version=pointer.version, promoted_at=pointer.promoted_at)
 
 
+def _public_previous(pointer: ChampionPointer, root: str) -> dict[str, Any] | None:
+    """`previous` as shown over HTTP: its model URI relative to the store, or left out when it
+    is not inside the store (an old absolute path would tell callers the server's layout)."""
+    if not isinstance(pointer.previous, dict):
+        return None
+    shown = {k: v for k, v in pointer.previous.items() if k != "model_uri"}
+    with contextlib.suppress(ArtifactError):
+        shown["model_uri"] = parse_uri(str(pointer.previous.get("model_uri", "")), root).uri
+    return shown
+
+
 def load_champion(
-    pointer: ChampionPointer, cache_days: int, now: datetime | None = None
+    pointer: ChampionPointer, root: str, cache_days: int, now: datetime | None = None
 ) -> LoadedChampion:
-    """Load the artifact and precompute its forecasts (blocking, seconds: run in a thread)."""
+    """Load the artifact from the model store at `root`, digest checked, and precompute its
+    forecasts (blocking, seconds: run in a thread)."""
     now = now or datetime.now(UTC)
-    pipeline = load_pipeline_uri(pointer.model_uri)
+    pipeline = load_artifact(root, pointer.model_uri, load_pipeline)
     counters = tuple(known_counters(pipeline))
     cache = build_forecast_cache(pipeline, counters, paris_day(now), cache_days)
     return LoadedChampion(
@@ -99,4 +118,6 @@ def load_champion(
         cache=cache,
         loaded_at=now,
         info=_info(pointer),
+        artifact=parse_uri(pointer.model_uri, root).uri,
+        previous=_public_previous(pointer, root),
     )

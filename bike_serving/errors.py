@@ -19,6 +19,7 @@ from litestar.status_codes import (
     HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -67,6 +68,14 @@ class UnknownCountersError(InvalidInputError):
         )
 
 
+class MalformedBodyError(ServingError):
+    """A body that is not decodable JSON (the status is the base class's 400)."""
+
+
+class UnsupportedMediaTypeError(ServingError):
+    status_code = HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+
 class TooManyRecordsError(ServingError):
     status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
@@ -74,10 +83,11 @@ class TooManyRecordsError(ServingError):
 class NoChampionError(ServingError):
     status_code = HTTP_503_SERVICE_UNAVAILABLE
 
-    def __init__(self, pointer_uri: str) -> None:
+    def __init__(self) -> None:
+        # No location in the message: it goes to unauthenticated callers (the server logs it).
         super().__init__(
-            f"no champion model is loaded: none was found at {pointer_uri}. Create one with "
-            f"`{RETRAIN_COMMAND}`; the server picks it up at its next pointer check "
+            "no champion model is loaded: no usable champion pointer was found. Create one "
+            f"with `{RETRAIN_COMMAND}`; the server picks it up at its next pointer check "
             "(BIKE_RELOAD_INTERVAL) or on POST /admin/reload."
         )
 

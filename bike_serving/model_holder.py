@@ -18,6 +18,7 @@ from typing import Literal
 
 import anyio.to_thread
 
+from bike_assets.ml.model_files import ArtifactError
 from bike_assets.ml.pointer import ChampionPointer, PointerError, read_pointer
 from bike_assets.settings import Settings
 from bike_serving.champion import LoadedChampion, load_champion
@@ -66,7 +67,7 @@ class ChampionHolder:
         """The champion for one request (503 with the way to create one when there is none)."""
         champion = self._current
         if champion is None:
-            raise NoChampionError(self.settings.champion_pointer_uri)
+            raise NoChampionError()
         return champion
 
     def reset_lock(self) -> None:
@@ -99,24 +100,28 @@ class ChampionHolder:
         try:
             pointer = await anyio.to_thread.run_sync(read_pointer, uri)
         except PointerError as exc:
-            return self._failed(f"champion pointer is unusable: {exc}")
+            return self._failed(f"champion pointer is unusable: {self._unlocated(exc)}")
         except Exception as exc:  # e.g. a storage client error on GCS
-            return self._failed(f"cannot read champion pointer {uri}: {exc!r}")
+            logger.exception("cannot read champion pointer %s", uri)
+            return self._failed(f"cannot read the champion pointer: {type(exc).__name__}")
         if pointer is None:
             if current is None:
-                return ReloadOutcome("absent", NoChampionError(uri).detail)
-            return self._failed(f"champion pointer {uri} has disappeared")
+                return ReloadOutcome("absent", NoChampionError().detail)
+            return self._failed("the champion pointer has disappeared")
 
         now = self.clock()
         days = self.settings.forecast_cache_days
         if current is not None and current.key == (pointer.version, pointer.model_uri):
             return await self._refresh(current, pointer, now)
+        root = self.settings.model_store_root
         try:
-            loaded = await anyio.to_thread.run_sync(load_champion, pointer, days, now)
-        except Exception as exc:  # unpickling an artifact can raise anything
-            logger.exception("cannot load model %s from %s", pointer.version, pointer.model_uri)
+            loaded = await anyio.to_thread.run_sync(load_champion, pointer, root, days, now)
+        except Exception as exc:  # deserializing an artifact can raise anything
+            # a refused file (digest, location) is a known condition: no traceback for it
+            log = logger.warning if isinstance(exc, ArtifactError) else logger.exception
+            log("cannot load model %s from %s: %s", pointer.version, pointer.model_uri, exc)
             return self._failed(
-                f"cannot load model version {pointer.version} from {pointer.model_uri}: {exc!r}"
+                f"cannot load model version {pointer.version}: {self._unlocated(exc)}"
             )
         previous = current.pointer.version if current else None
         self._swap(loaded)
@@ -125,13 +130,25 @@ class ChampionHolder:
             "loaded", f"serving version {pointer.version} (previously {previous or 'none'})"
         )
 
+    def _unlocated(self, exc: Exception) -> str:
+        """The error without the server's paths (the log has them): the outcome is shown over
+        HTTP. Store-relative model paths stay, they say which file without saying where."""
+        text = f"{type(exc).__name__}: {exc}"
+        for location in (self.settings.champion_pointer_uri, self.settings.model_store_root):
+            text = text.replace(location, "<store>")
+        return text
+
     async def _refresh(
         self, current: LoadedChampion, pointer: ChampionPointer, now: datetime
     ) -> ReloadOutcome:
         """Same artifact: take the pointer's new metadata and move the forecast window to the
         current Paris day when it rolled over. Until then the old window still answers every hour
         it covers, so a late refresh costs speed for a while, never correctness."""
-        updated = current if pointer == current.pointer else current.with_pointer(pointer)
+        updated = (
+            current
+            if pointer == current.pointer
+            else current.with_pointer(pointer, self.settings.model_store_root)
+        )
         result: ReloadResult = "unchanged"
         if current.cache.day != paris_day(now):
             try:

@@ -7,15 +7,28 @@ from typing import Annotated, Any
 
 import msgspec
 
+# The documented form (OpenAPI `pattern` of every timestamp field): date, time to the hour,
+# minute, second or microsecond, then `Z`, an offset, or nothing (Europe/Paris). The parser is
+# `datetime.fromisoformat`, which also reads other ISO 8601 forms (week dates, basic format).
+TIMESTAMP_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?)?$"
+)
+
 # Kept as a string (not `datetime`) so that any ISO 8601 form `datetime.fromisoformat` reads is
 # accepted, a JSON number is refused instead of being read as epoch seconds, and a bad value is
 # reported as `records[i].timestamp` by our own parser (see `bike_serving.timestamps`).
+# The schema documents the form (`pattern`); the check stays in the parser, which names the
+# record in its 422 and also reads the other ISO 8601 forms `fromisoformat` knows.
 Timestamp = Annotated[
     str,
     msgspec.Meta(
-        description="ISO 8601 timestamp; without an offset it is Europe/Paris wall-clock time. "
-        "Any instant inside an hour is answered with the count of that hour.",
+        description="ISO 8601 date-time, YYYY-MM-DDTHH[:MM[:SS[.ffffff]]] followed by `Z`, an "
+        "offset `+HH:MM`, or nothing for Europe/Paris wall-clock time; from 1970-01-01T00:00Z "
+        "to before 2100-01-01T00:00Z. Any instant inside an hour is answered with the count of "
+        "that hour.",
         examples=["2024-06-03T08:00:00+02:00", "2024-06-03T08:00:00"],
+        # Litestar reads the OpenAPI-only keys of a msgspec field from `extra_json_schema["extra"]`
+        extra_json_schema={"extra": {"pattern": TIMESTAMP_PATTERN}},
     ),
 ]
 
@@ -74,7 +87,8 @@ class CacheInfo(msgspec.Struct):
 
 class ChampionResponse(msgspec.Struct):
     version: str
-    model_uri: str
+    # relative to the model store, with the sha256 checked at load: never a server path
+    model_uri: Annotated[str, msgspec.Meta(examples=["models/v12/model.joblib#sha256=" + "0" * 64])]
     trained_range: dict[str, str]
     metrics: dict[str, Any]
     promoted_at: str

@@ -129,6 +129,17 @@ def _safe_timestamp(instant: datetime) -> float:
         return float("nan")  # reported as out of range by the caller
 
 
+def check_series(first: int, hours: int, field: str) -> None:
+    """A series of `hours` hours from `first` must stay in the range `/predict` accepts, so both
+    endpoints answer the same hours (/forecast used to answer hours past 2100)."""
+    if first < _EARLIEST_H or first + hours > _LATEST_H:
+        raise InvalidInputError(
+            f"{field}: the series would leave the supported range: "
+            f"timestamps must be in [{EARLIEST.isoformat()}, {LATEST.isoformat()})",
+            field,
+        )
+
+
 def parse_timestamp(text: str, field: str) -> ParsedTimestamps:
     return parse_timestamps([text], lambda _: field)
 

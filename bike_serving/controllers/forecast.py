@@ -12,8 +12,8 @@ from bike_serving.champion import LoadedChampion
 from bike_serving.controllers.responses import INVALID, NO_CHAMPION
 from bike_serving.dependencies import Services
 from bike_serving.prediction import predict_hours
-from bike_serving.schemas import ForecastPoint, ForecastResponse
-from bike_serving.timestamps import hour_instants, next_full_hour, parse_timestamp
+from bike_serving.schemas import TIMESTAMP_PATTERN, ForecastPoint, ForecastResponse
+from bike_serving.timestamps import check_series, hour_instants, next_full_hour, parse_timestamp
 
 MAX_HOURS = 744  # 31 days
 
@@ -31,8 +31,10 @@ class ForecastController(Controller):
         start: Annotated[
             str | None,
             Parameter(
-                description="ISO 8601 (Europe/Paris when without offset; URL-encode `+` as "
-                "%2B). The series starts at the hour containing it. Default: the next full hour."
+                description="ISO 8601 date-time like the timestamps of POST /predict (Europe/Paris "
+                "when without offset; URL-encode `+` as %2B). The series starts at the hour "
+                "containing it and must end before 2100-01-01T00:00Z. Default: the next full hour.",
+                schema_extra={"pattern": TIMESTAMP_PATTERN},
             ),
         ] = None,
         hours: Annotated[
@@ -44,6 +46,7 @@ class ForecastController(Controller):
             if start is not None
             else next_full_hour(services.holder.clock())
         )
+        check_series(first, hours, "start" if start is not None else "hours")
         codes = champion.codes_for([counter_id], lambda _: "counter_id")
         series = np.arange(first, first + hours, dtype=np.int64)
         values = await predict_hours(champion, np.repeat(codes, hours), series, services.metrics)

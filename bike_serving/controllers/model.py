@@ -25,11 +25,11 @@ class ModelController(Controller):
         pointer, cache = champion.pointer, champion.cache
         return ChampionResponse(
             version=pointer.version,
-            model_uri=pointer.model_uri,
+            model_uri=champion.artifact,
             trained_range=pointer.trained_range,
             metrics=pointer.metrics,
             promoted_at=pointer.promoted_at,
-            previous=pointer.previous,
+            previous=champion.previous,
             loaded_at=champion.loaded_at,
             forecast_cache=CacheInfo(
                 start=cache.start,
