@@ -18,6 +18,11 @@ PARIS_TZ = "Europe/Paris"
 DATASET_ID = "comptage-velo-donnees-compteurs"
 REGISTERED_MODEL_NAME = "bike-counts"
 
+# Bounds of the serving settings (checked by `Settings.validated`).
+MAX_RECORDS_LIMIT = 1_000_000  # the body limit is ~256 bytes a record: 256 MB at most
+MAX_FORECAST_CACHE_DAYS = 62  # 100 counters x 62 days is ~150,000 rows predicted at each load
+MIN_API_KEY_CHARS = 16
+
 Env = Literal["local", "gcp"]
 SourceKind = Literal["synthetic", "paris"]
 
@@ -51,6 +56,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+
+
+def _within(name: str, value: float, low: float, high: float) -> None:
+    """Refuse NaN, infinities and values outside [low, high], naming the variable."""
+    if not low <= value <= high:  # NaN fails both comparisons
+        raise SettingsError(f"{name}={value!r} must be between {low:g} and {high:g}")
 
 
 def _date(env: Mapping[str, str], name: str, default: date | None) -> date | None:
@@ -159,7 +170,23 @@ class Settings:
             forecast_cache_days=_int(env, "BIKE_FORECAST_CACHE_DAYS", 8),
             retrain_sensor_interval_s=_int(env, "BIKE_RETRAIN_SENSOR_INTERVAL", 60),
             thresholds=Thresholds.from_env(env),
-        )
+        ).validated()
+
+    def validated(self) -> Settings:
+        """Range checks of the serving settings: a bad value stops the start with its name
+        instead of being accepted (a NaN interval silently never reloads, a negative record
+        limit refuses every request, 100,000 cache days never finish loading)."""
+        _within("BIKE_MAX_RECORDS", self.max_records, 1, MAX_RECORDS_LIMIT)
+        # finite and > 0: the pointer must be checked (NaN never wakes up, a day at most)
+        _within("BIKE_RELOAD_INTERVAL", self.reload_interval_s, 0.01, 86_400)
+        _within("BIKE_FORECAST_CACHE_DAYS", self.forecast_cache_days, 0, MAX_FORECAST_CACHE_DAYS)
+        if self.api_key and len(self.api_key) < MIN_API_KEY_CHARS:
+            raise SettingsError(
+                f"BIKE_API_KEY is {len(self.api_key)} characters long; use at least "
+                f"{MIN_API_KEY_CHARS} (e.g. `openssl rand -hex 32`) or leave it empty to "
+                "disable the admin endpoints"
+            )
+        return self
 
     def validate_for_gcp(self) -> None:
         missing = [
@@ -182,6 +209,13 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def model_store_root(self) -> str:
+        """Where model files live; the pointer names them relative to this root."""
+        if self.env == "gcp":
+            return f"gs://{self.gcs_bucket}/{self.gcs_prefix}"
+        return str(self.data_dir)
 
     @property
     def champion_pointer_uri(self) -> str:

@@ -50,3 +50,40 @@ def test_every_variable_read_is_documented_in_env_example() -> None:
     documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read, "the pattern found no variable: the test would prove nothing"
     assert read <= documented, sorted(read - documented)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("BIKE_MAX_RECORDS", "-5", "between 1 and"),
+        ("BIKE_MAX_RECORDS", "0", "between 1 and"),
+        ("BIKE_MAX_RECORDS", "100000000", "between 1 and"),
+        ("BIKE_RELOAD_INTERVAL", "nan", "between"),
+        ("BIKE_RELOAD_INTERVAL", "inf", "between"),
+        ("BIKE_RELOAD_INTERVAL", "0", "between"),
+        ("BIKE_RELOAD_INTERVAL", "-1", "between"),
+        ("BIKE_FORECAST_CACHE_DAYS", "100000", "between 0 and 62"),
+        ("BIKE_FORECAST_CACHE_DAYS", "-1", "between 0 and 62"),
+        ("BIKE_API_KEY", "x", "at least 16"),
+    ],
+)
+def test_serving_settings_out_of_range_are_refused_by_name(
+    name: str, value: str, words: str
+) -> None:
+    """Issue #13 point 7: these values used to be accepted (NaN interval: no reload ever)."""
+    with pytest.raises(SettingsError, match=name) as raised:
+        Settings.from_env({name: value})
+    assert words in str(raised.value)
+
+
+def test_serving_settings_bounds_are_accepted() -> None:
+    settings = Settings.from_env(
+        {
+            "BIKE_MAX_RECORDS": "1",
+            "BIKE_RELOAD_INTERVAL": "0.5",
+            "BIKE_FORECAST_CACHE_DAYS": "0",
+            "BIKE_API_KEY": "k" * 16,
+        }
+    )
+    assert (settings.max_records, settings.reload_interval_s) == (1, 0.5)
+    assert (settings.forecast_cache_days, settings.api_key) == (0, "k" * 16)
