@@ -107,7 +107,7 @@ def test_champion_shows_pointer_metrics_and_cache(client: Client, tmp_path: Path
     body = client.get("/champion").json()
     assert body["version"] == "1"
     # relative to the model store, with the digest that was checked: no server path (#13.6)
-    assert re.fullmatch(r"models/v1/model\.joblib#sha256=[0-9a-f]{64}", body["model_uri"])
+    assert re.fullmatch(r"models/v1/model\.skops#sha256=[0-9a-f]{64}", body["model_uri"])
     assert str(tmp_path) not in client.get("/champion").text
     assert body["metrics"] == {"rmse": 12.5, "r2": 0.91}
     assert body["trained_range"] == {"start": "2024-05-06", "end": "2024-05-27"}

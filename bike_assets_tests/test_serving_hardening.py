@@ -198,7 +198,7 @@ def test_errors_and_champion_name_no_server_path(tmp_path: Path) -> None:
         body = reload(c)
         assert body["result"] == "failed"
         assert str(tmp_path) not in str(body)
-        assert "models/v7/model.joblib is missing" in body["detail"]
+        assert "models/v7/model.skops is missing" in body["detail"]
 
         publish(tmp_path, trained("1"), "1", previous={"version": "0", "model_uri": "/srv/x.pkl"})
         assert reload(c)["result"] == "loaded"
@@ -212,7 +212,7 @@ def test_a_copied_data_dir_serves_its_own_files(tmp_path: Path) -> None:
     the server loads the copy, even when the original is gone."""
     original, copy = tmp_path / "original", tmp_path / "copy"
     pointer = publish(original, trained("1"), "1")
-    assert pointer.model_uri.startswith("models/v1/model.joblib#sha256=")
+    assert pointer.model_uri.startswith("models/v1/model.skops#sha256=")
     shutil.copytree(original, copy)
     shutil.rmtree(original)
     with serving_client(copy) as c:
@@ -243,10 +243,10 @@ def test_files_outside_the_store_are_never_loaded(client: Client, tmp_path: Path
     digest = uri.partition("#")[2]
     (tmp_path / "models" / "link").symlink_to(outside / "models" / "v2", target_is_directory=True)
     for escaping in (
-        f"../{outside.name}/models/v2/model.joblib#{digest}",
-        f"{outside}/models/v2/model.joblib#{digest}",
-        f"file://{outside}/models/v2/model.joblib#{digest}",
-        f"models/link/model.joblib#{digest}",  # a symlink inside the store leading out
+        f"../{outside.name}/models/v2/model.skops#{digest}",
+        f"{outside}/models/v2/model.skops#{digest}",
+        f"file://{outside}/models/v2/model.skops#{digest}",
+        f"models/link/model.skops#{digest}",  # a symlink inside the store leading out
     ):
         _point_at(tmp_path, escaping)
         body = reload(client)
@@ -257,7 +257,7 @@ def test_files_outside_the_store_are_never_loaded(client: Client, tmp_path: Path
 
 def test_a_pointer_without_digest_is_refused(client: Client, tmp_path: Path) -> None:
     ModelStore(root=str(tmp_path)).save(trained("2"), "2")
-    for legacy in ("models/v2/model.joblib", str(model_path(tmp_path, "2"))):
+    for legacy in ("models/v2/model.skops", str(model_path(tmp_path, "2"))):
         _point_at(tmp_path, legacy, version="2")
         body = reload(client)
         assert body["result"] == "failed"
@@ -284,7 +284,7 @@ def test_model_store_names_a_saved_version_with_its_recorded_digest(tmp_path: Pa
     """What a rollback uses: `uri_for(version)` gives the digest written at save time."""
     store = ModelStore(root=str(tmp_path))
     saved = store.uri_for("5")
-    assert saved == "models/v5/model.joblib"  # nothing saved yet: no digest to vouch for it
+    assert saved == "models/v5/model.skops"  # nothing saved yet: no digest to vouch for it
     uri = store.save(trained("1"), "5")
     assert store.uri_for("5") == uri
     assert store.load(uri).predict is not None

@@ -11,10 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 from litestar.testing import TestClient
 
 from bike_assets.ml.model import predict_counts
-from bike_assets.ml.pointer import read_pointer, write_pointer
+from bike_assets.ml.model_files import save_artifact
+from bike_assets.ml.pointer import ChampionPointer, read_pointer, write_pointer
+from bike_assets.resources.model_store import artifact_path
 from bike_serving.champion import LoadedChampion
 
 try:
@@ -153,24 +156,34 @@ def test_broken_pointer_keeps_the_old_model(tmp_path: Path, breakage: str) -> No
         assert_still_v1(client, failed=2)
 
 
-@pytest.mark.parametrize("breakage", ["missing artifact", "garbage artifact", "not a pipeline"])
+@pytest.mark.parametrize(
+    "breakage", ["missing artifact", "garbage artifact", "not a pipeline", "changed after saving"]
+)
 def test_unloadable_artifact_keeps_the_old_model(tmp_path: Path, breakage: str) -> None:
     publish(tmp_path, trained("1"), "1")
     with serving_client(tmp_path) as client:
         if breakage == "missing artifact":
             publish(tmp_path, None, "3")
+        elif breakage == "changed after saving":
+            publish(tmp_path, trained("2"), "3")
+            model_path(tmp_path, "3").write_bytes(model_path(tmp_path, "1").read_bytes())
         else:
-            publish(tmp_path, trained("1"), "3")
-            path = model_path(tmp_path, "3")
-            if breakage == "garbage artifact":
-                path.write_bytes(b"definitely not a joblib file")
-            else:
-                import joblib
+            # saved by the store with a correct digest: the loader itself must refuse it
+            def write(path: Path) -> None:
+                if breakage == "garbage artifact":
+                    path.write_bytes(b"definitely not a model file")
+                else:
+                    skops.io.dump({"a": "dict"}, path)
 
-                joblib.dump({"a": "dict"}, path)
+            uri = save_artifact(str(tmp_path), artifact_path("3"), write)
+            write_pointer(
+                str(tmp_path / "champion.json"),
+                ChampionPointer(version="3", model_uri=uri, trained_range={}, metrics={}),
+            )
         body = reload(client)
         assert body["result"] == "failed"
         assert "version 3" in body["detail"]
+        assert str(tmp_path) not in body["detail"]
         assert_still_v1(client, failed=1)
 
         publish(tmp_path, trained("2"), "2")  # a later good promotion is picked up

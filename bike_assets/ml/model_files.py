@@ -3,14 +3,14 @@
 Guarantees:
 - A model URI written by the platform is relative to the store root (`BIKE_DATA_DIR` locally,
   `gs://bucket/prefix` on GCP) and carries the sha256 of the file computed when it was saved:
-  `models/v12/model.joblib#sha256=<64 hex>` (the `#sha256=` fragment is pip's convention for
+  `models/v12/model.skops#sha256=<64 hex>` (the `#sha256=` fragment is pip's convention for
   hashed links). The champion pointer stores that string as its `model_uri`, so the pointer
   carries the digest without a schema change, and a copied `data/` serves its own files.
 - `load_artifact` reads only from inside the store root (no `..`, no absolute path or symlink
   leading out of it; an absolute path or gs:// URI is accepted only when it lies inside), and
   refuses to deserialize a file whose sha256 differs from the URI's, or a URI without a digest.
   The check hashes the bytes, whatever the file format (`save_pipeline` decides it).
-- A digest is also written beside each file (`model.joblib.sha256`) so that `uri_for(version)`
+- A digest is also written beside each file (`model.skops.sha256`) so that `uri_for(version)`
   can name an older version with the digest recorded when it was saved (rollbacks).
 
 Why: a pickle runs code from the file, and even a restricted format (skops) should only ever be
@@ -44,7 +44,7 @@ class ArtifactError(ValueError):
 class ArtifactRef:
     """A model file as the pointer names it: a path relative to the store root + its digest."""
 
-    path: str  # POSIX, relative, normalised: "models/v12/model.joblib"
+    path: str  # POSIX, relative, normalised: "models/v12/model.skops"
     sha256: str | None
 
     @property

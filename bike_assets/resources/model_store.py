@@ -1,8 +1,9 @@
 """Where model files live: `BIKE_DATA_DIR/models` locally, a GCS prefix on GCP.
 
-The served artifact is this file (a joblib'd sklearn Pipeline), so serving never needs MLflow.
+The served artifact is this file (a sklearn Pipeline, `bike_assets.ml.artifact`'s format), so
+serving never needs MLflow.
 `save` returns a URI relative to the store root with the file's sha256
-(`models/v12/model.joblib#sha256=...`); `load` resolves it inside the root and checks the
+(`models/v12/model.skops#sha256=...`); `load` resolves it inside the root and checks the
 digest before deserializing (see `bike_assets.ml.model_files`).
 """
 
@@ -12,10 +13,11 @@ import dagster as dg
 from pydantic import Field
 from sklearn.pipeline import Pipeline
 
+from bike_assets.ml.artifact import ARTIFACT_SUFFIX
 from bike_assets.ml.model import load_pipeline, save_pipeline
 from bike_assets.ml.model_files import load_artifact, recorded_uri, save_artifact
 
-DEFAULT_NAME = "model.joblib"
+DEFAULT_NAME = f"model{ARTIFACT_SUFFIX}"
 
 
 def artifact_path(version: str, name: str = DEFAULT_NAME) -> str:
