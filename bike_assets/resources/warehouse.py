@@ -37,6 +37,9 @@ from pydantic import Field
 from bike_assets.schema import TIDY_COLUMNS, coerce_tidy, empty_tidy
 from bike_assets.settings import PARIS_TZ
 
+# SQL below is built with f-strings only from this module's constants (schema, table names, the
+# time zone) and the resource's own config (project, dataset); every value is a bound parameter.
+# Hence the `# nosec B608` marks (ruff's S608 is waived for this file in pyproject.toml).
 SCHEMA = "bike"
 
 
@@ -174,10 +177,10 @@ class DuckDBWarehouse(Warehouse):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
             conn.register("rows_to_append", frame)
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{table} AS "
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{table} AS "  # nosec B608
                 "SELECT * FROM rows_to_append LIMIT 0"
             )
-            conn.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME SELECT * FROM rows_to_append")
+            conn.execute(f"INSERT INTO {SCHEMA}.{table} BY NAME SELECT * FROM rows_to_append")  # nosec B608
             conn.unregister("rows_to_append")
         return len(frame)
 
@@ -185,13 +188,13 @@ class DuckDBWarehouse(Warehouse):
         if not self.read_exists(table):
             return pd.DataFrame()
         with self._duckdb().get_connection() as conn:
-            return conn.execute(f"SELECT * FROM {SCHEMA}.{table}").df()
+            return conn.execute(f"SELECT * FROM {SCHEMA}.{table}").df()  # nosec B608
 
     def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         if self.read_exists("raw_counts"):
             with self._duckdb().get_connection() as conn:
                 frame = conn.execute(
-                    f"SELECT * FROM {SCHEMA}.raw_counts WHERE timestamp >= ? AND timestamp < ?",
+                    f"SELECT * FROM {SCHEMA}.raw_counts WHERE timestamp >= ? AND timestamp < ?",  # nosec B608
                     [start.to_pydatetime(), end.to_pydatetime()],
                 ).df()
             return coerce_tidy(frame)
@@ -201,7 +204,7 @@ class DuckDBWarehouse(Warehouse):
         if not self.read_exists("raw_counts"):
             return None
         with self._duckdb().get_connection() as conn:
-            row = conn.execute(f"SELECT max(timestamp) FROM {SCHEMA}.raw_counts").fetchone()
+            row = conn.execute(f"SELECT max(timestamp) FROM {SCHEMA}.raw_counts").fetchone()  # nosec B608
         if not row or row[0] is None:
             return None
         return pd.Timestamp(row[0]).tz_convert("UTC")
@@ -211,7 +214,7 @@ class DuckDBWarehouse(Warehouse):
             return {}
         with self._duckdb().get_connection() as conn:
             rows = conn.execute(
-                f"SELECT strftime(timezone('{PARIS_TZ}', timestamp), '%Y-%m-%d') AS day, "
+                f"SELECT strftime(timezone('{PARIS_TZ}', timestamp), '%Y-%m-%d') AS day, "  # nosec B608
                 f"count(*) FROM {SCHEMA}.raw_counts "
                 "WHERE timestamp >= ? AND timestamp < ? GROUP BY day",
                 [start.to_pydatetime(), end.to_pydatetime()],
@@ -255,7 +258,7 @@ class BigQueryWarehouse(Warehouse):
         from google.api_core.exceptions import NotFound
 
         try:
-            query = f"SELECT * FROM `{self.project}.{self.dataset}.{table}`"
+            query = f"SELECT * FROM `{self.project}.{self.dataset}.{table}`"  # nosec B608
             return self._client().query(query).to_dataframe()
         except NotFound:
             return pd.DataFrame()
@@ -264,7 +267,7 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         query = (
-            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "
+            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "  # nosec B608
             "WHERE timestamp >= @start AND timestamp < @end"
         )
         config = bigquery.QueryJobConfig(
@@ -281,7 +284,7 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         query = (
-            f"SELECT FORMAT_DATETIME('%Y-%m-%d', DATETIME(timestamp, '{PARIS_TZ}')) AS day, "
+            f"SELECT FORMAT_DATETIME('%Y-%m-%d', DATETIME(timestamp, '{PARIS_TZ}')) AS day, "  # nosec B608
             f"COUNT(*) AS n FROM `{self.project}.{self.dataset}.raw_counts` "
             "WHERE timestamp >= @start AND timestamp < @end GROUP BY day"
         )
@@ -298,7 +301,7 @@ class BigQueryWarehouse(Warehouse):
         return {str(row["day"]): int(row["n"]) for row in rows}
 
     def last_count_timestamp(self) -> pd.Timestamp | None:
-        query = f"SELECT max(timestamp) AS last FROM `{self.project}.{self.dataset}.raw_counts`"
+        query = f"SELECT max(timestamp) AS last FROM `{self.project}.{self.dataset}.raw_counts`"  # nosec B608
         rows = list(self._client().query(query).result())
         if not rows or rows[0]["last"] is None:
             return None
