@@ -16,12 +16,11 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---- build: a self-contained virtualenv at /opt/venv -------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
-# Dagster plugins for deployments, not needed by `python3 run.py` (so not in
-# pyproject.toml): dagster-postgres for the compose stack and the Helm chart (run/event/schedule
-# storage), dagster-k8s because Helm's K8sRunLauncher run pods load the instance (and so the
-# launcher class) from this image. 0.29.x pairs with dagster 1.13.x; pip picks the exact match.
-# Override with --build-arg EXTRA_PIP_PACKAGES="" for a smaller API-only image.
-ARG EXTRA_PIP_PACKAGES="dagster-postgres>=0.29,<0.30 dagster-k8s>=0.29,<0.30"
+# The `prod` extra (pyproject.toml) brings dagster-postgres and psycopg2 (Dagster's storage and
+# MLflow's backend in compose and Helm). dagster-k8s is only for Helm's K8sRunLauncher (its run
+# pods load the instance, and so the launcher class, from this image); 0.29.x pairs with dagster
+# 1.13.x. Override with --build-arg EXTRA_PIP_PACKAGES="" for an image without it.
+ARG EXTRA_PIP_PACKAGES="dagster-k8s>=0.29,<0.30"
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
@@ -30,16 +29,16 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# Only what `pip install .` reads: pyproject (with its readme) and the two packages. Tests,
-# benchmarks, data and .env never enter the build context (.dockerignore).
-COPY pyproject.toml README.md ./
+# Only what `pip install .` reads: pyproject (with its readme), the lock and the two packages.
+# Tests, benchmarks, data and .env never enter the build context (.dockerignore).
+COPY pyproject.toml README.md constraints.txt ./
 COPY bike_assets ./bike_assets
 COPY bike_serving ./bike_serving
-# Non-editable install: the runtime stage needs /opt/venv only, not /src. Every dependency ships
-# manylinux wheels, so no compiler is needed; the cache mount keeps rebuilds fast without
-# leaving pip's cache in a layer.
+# Non-editable install, pinned by the lock (the versions CI tested): the runtime stage needs
+# /opt/venv only, not /src. Every dependency ships manylinux wheels, so no compiler is needed;
+# the cache mount keeps rebuilds fast without leaving pip's cache in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install . ${EXTRA_PIP_PACKAGES}
+    pip install -c constraints.txt ".[prod]" ${EXTRA_PIP_PACKAGES}
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -4,8 +4,10 @@
     python3 run.py demo   # install, then ingest -> train -> evaluate -> promote -> drift -> serve
     python3 run.py test   # install (with dev tools), then lint, type-check and run every test
 
-Both create `.venv/` beside this file on first use and reinstall only when pyproject.toml
-changed. Extra arguments are passed on (`python3 run.py test -k serving`).
+Both create `.venv/` beside this file on first use and reinstall only when pyproject.toml or
+constraints.txt changed. Every install is pinned by constraints.txt (the lock: `uv pip compile`,
+see its header), so a clean clone, CI and the Docker image get the same versions. Extra
+arguments are passed on (`python3 run.py test -k serving`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+CONSTRAINTS = ROOT / "constraints.txt"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
@@ -35,13 +38,15 @@ def ensure_installed(extra: str | None) -> None:
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     spec = f".[{extra}]" if extra else "."
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
-    stamp = VENV / f".installed-{extra or 'main'}"
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + CONSTRAINTS.read_bytes() + spec.encode()
+    ).hexdigest()
+    stamp = VENV / f".installed-{extra.replace(',', '-') if extra else 'main'}"
     if stamp.exists() and stamp.read_text() == digest:
         return
     if _run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip") != 0:
         sys.exit("pip upgrade failed")
-    if _run(PY, "-m", "pip", "install", "--quiet", "-e", spec) != 0:
+    if _run(PY, "-m", "pip", "install", "--quiet", "-c", CONSTRAINTS, "-e", spec) != 0:
         sys.exit("installing the project failed")
     stamp.write_text(digest)
 
@@ -52,7 +57,8 @@ def demo(args: list[str]) -> int:
 
 
 def test(args: list[str]) -> int:
-    ensure_installed("dev")
+    # prod: the `stack` tests boot the production topology (Postgres storage, MLflow on Postgres)
+    ensure_installed("dev,prod")
     for step in (
         (BIN / "ruff", "check", "."),
         (BIN / "mypy",),

@@ -163,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--today", default=None, help="pretend today is this date (YYYY-MM-DD)")
     p.add_argument("--forecast-hours", type=int, default=24)
     p.add_argument("--fresh", action="store_true", help="delete BIKE_DATA_DIR first")
+    s = sub.add_parser("stack", help="the production topology without Docker: up | status | down")
+    s.add_argument("stack_args", nargs=argparse.REMAINDER, help="up [--only ...] | status | down")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "stack":
+        from bike_assets.stack import main as stack_main
+
+        return stack_main(args.stack_args)
     return 2
 
 

@@ -19,10 +19,13 @@ K8S = DEPLOY / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-# Read only by docker-compose.yml and deploy/dagster.compose.yaml (the Dagster instance), not by
-# bike_assets/settings.py, so they are documented in deploy/README.md instead of .env.example.
+# Read by docker-compose.yml, deploy/dagster.yaml (the Dagster instance) or `mlflow server`, not
+# by bike_assets/settings.py, so they are documented in deploy/README.md (and, for `bike stack`,
+# in .env.example).
 COMPOSE_ONLY_VARS = {
+    "MLFLOW_BACKEND_STORE_URI",
     "DAGSTER_POSTGRES_HOST",
+    "DAGSTER_POSTGRES_PORT",
     "DAGSTER_POSTGRES_USER",
     "DAGSTER_POSTGRES_PASSWORD",
     "DAGSTER_POSTGRES_DB",
@@ -123,20 +126,13 @@ def test_yaml_file_parses(path: Path) -> None:
 def test_compose_instance_config_is_a_valid_dagster_instance() -> None:
     from dagster._core.instance.config import dagster_instance_config
 
-    config, _ = dagster_instance_config(str(DEPLOY), "dagster.compose.yaml")
+    config, _ = dagster_instance_config(str(DEPLOY), "dagster.yaml")
     postgres = config["storage"]["postgres"]["postgres_db"]
     # Credentials are read from the environment, never written in the file.
     assert postgres["password"] == {"env": "DAGSTER_POSTGRES_PASSWORD"}
     # SQLAlchemy >= 2.1 would pick psycopg (3) for a bare postgresql:// URL; dagster-postgres
     # installs psycopg2 only.
     assert postgres["scheme"] == "postgresql+psycopg2"
-
-
-def test_compose_instance_keeps_the_repo_concurrency_policy() -> None:
-    repo = _load(ROOT / "dagster.yaml")
-    compose = _load(DEPLOY / "dagster.compose.yaml")
-    assert compose["concurrency"] == repo["concurrency"]
-    assert compose["run_monitoring"] == repo["run_monitoring"]
 
 
 # --- docker-compose.yml ------------------------------------------------------------------------
