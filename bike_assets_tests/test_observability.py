@@ -60,7 +60,8 @@ def _compose() -> dict[str, Any]:
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
     """`source:target[:mode]` volumes -> {source: target}."""
-    return dict(tuple(str(volume).split(":")[:2]) for volume in service["volumes"])
+    pairs = (str(volume).split(":") for volume in service["volumes"])
+    return {parts[0]: parts[1] for parts in pairs if len(parts) >= 2}
 
 
 def _documented() -> set[str]:
