@@ -3,8 +3,9 @@
 Configuration comes from the environment through `Settings.from_env()` (the same settings as the
 Dagster code location): BIKE_DATA_DIR (where champion.json is), BIKE_ENV/GCS_BUCKET/GCS_PREFIX
 (the pointer on GCS), BIKE_API_KEY (admin endpoints; disabled when empty), BIKE_MAX_RECORDS,
-BIKE_RELOAD_INTERVAL (seconds between pointer checks; <= 0 disables the background check) and
-BIKE_FORECAST_CACHE_DAYS (days precomputed from the start of the current Paris day).
+BIKE_RELOAD_INTERVAL (seconds between pointer checks) and BIKE_FORECAST_CACHE_DAYS (days
+precomputed from the start of the current Paris day), all range-checked by `Settings.from_env`
+(a bad value stops the start with the variable's name).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +20,12 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
 
-from bike_assets.ml.model import known_counters, load_pipeline, predict_counts
+from bike_assets.ml.model import known_counters, load_pipeline
 from bike_assets.ml.model_files import ArtifactError, load_artifact, parse_uri
 from bike_assets.ml.pointer import ChampionPointer
+from bike_serving.day_cache import DayCache
 from bike_serving.errors import UnknownCountersError
-from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, pipeline_frame
-from bike_serving.openmp import one_openmp_thread
+from bike_serving.forecast_cache import ForecastCache, build_forecast_cache, predict_rows
 from bike_serving.schemas import ModelInfo
 from bike_serving.timestamps import paris_day
 
@@ -39,6 +40,7 @@ class LoadedChampion:
     counter_codes: Mapping[str, int]  # counter_id -> row of the cache
     counter_index: pd.Index  # the same mapping, for vectorised lookups of big batches
     cache: ForecastCache
+    days: DayCache  # any other hour: whole days computed on first use (kept across refreshes)
     loaded_at: datetime
     info: ModelInfo  # what every answer says about the model that produced it
     artifact: str  # the model file relative to the store, with its digest (never a server path)
@@ -65,14 +67,6 @@ class LoadedChampion:
                 (counter_ids[i] for i in missing.tolist()), field(int(missing[0]))
             )
         return codes
-
-    def predict_with_pipeline(
-        self, codes: NDArray[np.intp], hours: NDArray[np.int64]
-    ) -> NDArray[np.float64]:
-        """The pipeline itself, for rows outside the cache window (blocking: run in a thread)."""
-        ids = np.asarray(self.counters, dtype=object)[codes]
-        with one_openmp_thread():
-            return predict_counts(self.pipeline, pipeline_frame(ids, hours))
 
     def with_cache_for(self, now: datetime, days: int) -> LoadedChampion:
         """The same model with its forecast window moved to start on `now`'s Paris day."""
@@ -109,6 +103,7 @@ def load_champion(
     pipeline = load_artifact(root, pointer.model_uri, load_pipeline)
     counters = tuple(known_counters(pipeline))
     cache = build_forecast_cache(pipeline, counters, paris_day(now), cache_days)
+    predict = functools.partial(predict_rows, pipeline, np.asarray(counters, dtype=object))
     return LoadedChampion(
         pointer=pointer,
         pipeline=pipeline,
@@ -116,6 +111,7 @@ def load_champion(
         counter_codes=MappingProxyType({c: i for i, c in enumerate(counters)}),
         counter_index=pd.Index(counters, dtype=object),
         cache=cache,
+        days=DayCache(predict, len(counters)),
         loaded_at=now,
         info=_info(pointer),
         artifact=parse_uri(pointer.model_uri, root).uri,

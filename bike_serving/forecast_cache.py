@@ -66,6 +66,17 @@ def pipeline_frame(counter_ids: NDArray[np.object_], hours: NDArray[np.int64]) -
     )
 
 
+def predict_rows(
+    pipeline: Pipeline,
+    counters: NDArray[np.object_],
+    codes: NDArray[np.intp],
+    hours: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """The pipeline's own counts for (counter code, hour) rows, in one call (blocking)."""
+    with one_openmp_thread():  # the server keeps answering while this runs
+        return predict_counts(pipeline, pipeline_frame(counters[codes], hours))
+
+
 def build_forecast_cache(
     pipeline: Pipeline, counters: Sequence[str], day: date, days: int
 ) -> ForecastCache:
@@ -73,9 +84,9 @@ def build_forecast_cache(
     hours = paris_day_hours(day, days)
     if not len(counters) or not len(hours):
         return ForecastCache(day, int(hours[0]) if len(hours) else 0, np.zeros((len(counters), 0)))
-    ids = np.repeat(np.asarray(counters, dtype=object), len(hours))
-    frame = pipeline_frame(ids, np.tile(hours, len(counters)))
-    with one_openmp_thread():  # the server keeps answering while this runs
-        values = predict_counts(pipeline, frame).reshape(len(counters), len(hours))
+    codes = np.repeat(np.arange(len(counters), dtype=np.intp), len(hours))
+    values = predict_rows(
+        pipeline, np.asarray(counters, dtype=object), codes, np.tile(hours, len(counters))
+    ).reshape(len(counters), len(hours))
     values.setflags(write=False)  # shared by concurrent requests: nobody may write into it
     return ForecastCache(day, int(hours[0]), values)

@@ -148,7 +148,8 @@ class ServingMetrics:
             self.registry.register(collector)
         self.predictions = Counter(
             "bike_predictions",
-            "Predicted counts returned, by where they came from (forecast cache or pipeline).",
+            "Predicted counts returned, by where they came from: `cache` the forecast window, "
+            "`day_cache` whole days computed on first use, `pipeline` a row-by-row call.",
             labelnames=["source"],
             registry=self.registry,
         )
@@ -177,6 +178,7 @@ class ServingMetrics:
         # Export zeros from the start so that rate() and alerts work before the first event.
         # (the children are kept: `labels()` takes a lock and costs microseconds per request)
         self._from_cache = self.predictions.labels(source="cache")
+        self._from_days = self.predictions.labels(source="day_cache")
         self._from_pipeline = self.predictions.labels(source="pipeline")
         for result in ("success", "failed"):
             self.reloads.labels(result=result)
@@ -203,8 +205,10 @@ class ServingMetrics:
         if version is not None:
             self.model_info.labels(version=version).set(1)
 
-    def predicted(self, from_cache: int, from_pipeline: int) -> None:
+    def predicted(self, from_cache: int, from_days: int, from_pipeline: int) -> None:
         if from_cache:
             self._from_cache.inc(from_cache)
+        if from_days:
+            self._from_days.inc(from_days)
         if from_pipeline:
             self._from_pipeline.inc(from_pipeline)

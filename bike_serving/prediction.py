@@ -1,4 +1,5 @@
-"""Counts for requests: from the forecast cache when the hour is in it, else from the pipeline.
+"""Counts for requests: from the forecast window when the hour is in it, else from the day cache
+(whole days computed by one pipeline call on first use, `day_cache`).
 
 Where the work runs matters more than its size: everything on the event loop delays every other
 request. So a model call always goes to a worker thread (milliseconds at least), and a big batch
@@ -26,7 +27,15 @@ OFFLOAD_RECORDS = 2_000
 class Answer(NamedTuple):
     instants: list[datetime]  # the request's timestamps, tz-aware (naive ones in Paris time)
     values: NDArray[np.float64]  # predicted counts, in input order
-    from_cache: int
+    sources: Sources
+
+
+class Sources(NamedTuple):
+    """How many counts came from the forecast window, cached days, a row-by-row pipeline call."""
+
+    window: int
+    days: int
+    pipeline: int
 
 
 def _timestamp_field(i: int) -> str:
@@ -37,24 +46,45 @@ def _counter_field(i: int) -> str:
     return f"records[{i}].counter_id"
 
 
-def _looked_up(
+def _parsed(
     champion: LoadedChampion, counter_ids: Sequence[str], timestamps: Sequence[str]
-) -> tuple[Answer, NDArray[np.intp], NDArray[np.int64], NDArray[np.bool_]]:
-    """Parse and validate (422s name the record), then read what the cache has."""
+) -> tuple[list[datetime], NDArray[np.intp], NDArray[np.int64]]:
+    """Parse and validate (422s name the record)."""
     parsed = parse_timestamps(timestamps, _timestamp_field)
-    codes = champion.codes_for(counter_ids, _counter_field)
-    values, hit = champion.cache.lookup(codes, parsed.hours)
-    return Answer(parsed.instants, values, int(np.count_nonzero(hit))), codes, parsed.hours, hit
+    return parsed.instants, champion.codes_for(counter_ids, _counter_field), parsed.hours
 
 
-def _predict_records_blocking(
+def _predict_blocking(
+    champion: LoadedChampion, codes: NDArray[np.intp], hours: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], Sources]:
+    values, hit = champion.cache.lookup(codes, hours)
+    window = int(np.count_nonzero(hit))
+    if window == len(hit):
+        return values, Sources(window, 0, 0)
+    miss = ~hit
+    rest = champion.days.predict_blocking(codes[miss], hours[miss])
+    values[miss] = rest.values
+    return values, Sources(window, rest.from_days, rest.from_pipeline)
+
+
+async def _predict(
+    champion: LoadedChampion, codes: NDArray[np.intp], hours: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], Sources]:
+    values, hit = champion.cache.lookup(codes, hours)
+    window = int(np.count_nonzero(hit))
+    if window == len(hit):
+        return values, Sources(window, 0, 0)
+    miss = ~hit
+    rest = await champion.days.predict(codes[miss], hours[miss])
+    values[miss] = rest.values
+    return values, Sources(window, rest.from_days, rest.from_pipeline)
+
+
+def _records_blocking(
     champion: LoadedChampion, counter_ids: Sequence[str], timestamps: Sequence[str]
 ) -> Answer:
-    answer, codes, hours, hit = _looked_up(champion, counter_ids, timestamps)
-    if answer.from_cache < len(hit):
-        miss = ~hit
-        answer.values[miss] = champion.predict_with_pipeline(codes[miss], hours[miss])
-    return answer
+    instants, codes, hours = _parsed(champion, counter_ids, timestamps)
+    return Answer(instants, *_predict_blocking(champion, codes, hours))
 
 
 async def predict_records(
@@ -65,16 +95,12 @@ async def predict_records(
 ) -> Answer:
     if len(timestamps) > OFFLOAD_RECORDS:
         answer = await anyio.to_thread.run_sync(
-            _predict_records_blocking, champion, counter_ids, timestamps
+            _records_blocking, champion, counter_ids, timestamps
         )
     else:
-        answer, codes, hours, hit = _looked_up(champion, counter_ids, timestamps)
-        if answer.from_cache < len(hit):
-            miss = ~hit
-            answer.values[miss] = await anyio.to_thread.run_sync(
-                champion.predict_with_pipeline, codes[miss], hours[miss]
-            )
-    metrics.predicted(answer.from_cache, len(timestamps) - answer.from_cache)
+        instants, codes, hours = _parsed(champion, counter_ids, timestamps)
+        answer = Answer(instants, *await _predict(champion, codes, hours))
+    metrics.predicted(*answer.sources)
     return answer
 
 
@@ -85,12 +111,6 @@ async def predict_hours(
     metrics: ServingMetrics,
 ) -> NDArray[np.float64]:
     """Counts of already validated (counter code, hour) pairs, e.g. a /forecast series."""
-    values, hit = champion.cache.lookup(codes, hours)
-    misses = len(hit) - int(np.count_nonzero(hit))
-    if misses:
-        miss = ~hit
-        values[miss] = await anyio.to_thread.run_sync(
-            champion.predict_with_pipeline, codes[miss], hours[miss]
-        )
-    metrics.predicted(from_cache=len(hit) - misses, from_pipeline=misses)
+    values, sources = await _predict(champion, codes, hours)
+    metrics.predicted(*sources)
     return values
