@@ -227,3 +227,32 @@ def test_contract_cli_materialize_a_month_twice_changes_nothing(tmp_path: Path) 
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.split() == [str(len(records)), "0", "True"]
     assert os.path.exists(tmp_path / "data" / "warehouse.duckdb")
+
+
+def test_a_backfill_logs_its_progress_and_stores_every_chunk(
+    platform_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    days = [date(2021, 5, 1) + timedelta(days=i) for i in range(10)]
+    records = make_records(days, counters=2, seed=6)
+    with FakeParisApi(records) as server, dg.instance_for_test() as instance:
+        platform = paris_platform(monkeypatch, server.url, instance)
+        config = {"ops": {"raw_counts": {"config": {"progress_every_days": 3}}}}
+        result = platform.ingest(days[0], days[-1], run_config=config)
+        assert result.success
+        assert server.requests == len(days)  # chunks split the range, never re-fetch a day
+        progress = [
+            entry.user_message
+            for entry in instance.all_logs(result.run_id)
+            if entry.user_message.startswith("raw_counts progress")
+        ]
+        total = sum(len(stored(platform, d)) for d in days)
+    assert total == len(records)
+    assert [m.split(": ", 1)[1].split(" (")[0] for m in progress] == [
+        "3/10 days",
+        "6/10 days",
+        "9/10 days",
+        "10/10 days",
+    ]
+    assert f"{2 * 24 * 3:,} rows so far, 7 days left" in progress[0]
+    assert "days/s" in progress[0] and "rows/s" in progress[0] and "ETA" in progress[0]
+    assert "0 days left" in progress[-1]
