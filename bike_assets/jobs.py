@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from bike_assets.assets.champion import log_promotion
+from bike_assets.lifecycle.champion_moves import promote, read_champion
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.champion_store import ChampionStore
@@ -41,14 +41,16 @@ retrain_job = dg.define_asset_job(
 
 daily_predictions_job = dg.define_asset_job(
     "daily_predictions_job",
-    selection=dg.AssetSelection.assets("predictions", "champion_health"),
-    description="The champion's next 7 days for every active counter, and its recent health.",
+    selection=dg.AssetSelection.assets("predictions"),
+    description="Issue the forecast of Paris day(s) D (counts before D only); a range is a "
+    "backfill of issue days. The automation condition runs it daily; this job is for people.",
 )
 
 weekly_monitor_job = dg.define_asset_job(
     "weekly_monitor_job",
     selection=dg.AssetSelection.assets("champion_health", "drift_report"),
-    description="Champion health and data drift; retrain_sensor acts on the result.",
+    description="Score the published forecasts of the last 7 days, measure drift; "
+    "retrain_sensor acts on the result. Automated weekly; this job is for people.",
 )
 
 
@@ -66,48 +68,43 @@ def rollback_champion(
     warehouse: Warehouse,
     alerts: DiscordResource,
 ) -> None:
-    try:
-        current = champion_store.read()
-    except Exception as exc:
-        context.log.warning("current pointer is broken (%s); rolling back over it", exc)
-        current = None
+    current, broken = read_champion(champion_store)
+    if broken:
+        context.log.warning("current pointer is broken (%s); rolling back over it", broken)
     previous = (current.previous if current else None) or {}
     target = config.version or previous.get("version")
     if not target:
         raise dg.Failure("no previous champion to roll back to; pass config version=<N>")
     if current is not None and target == current.version:
         raise dg.Failure(f"version {target} is already the champion")
-    model_uri = (
-        previous["model_uri"] if previous.get("version") == target else model_store.uri_for(target)
-    )
+    known = previous.get("version") == target
+    model_uri = previous["model_uri"] if known else model_store.uri_for(target)
     try:
         model_store.load(model_uri)  # never point the server at something it cannot load
-    except Exception as exc:
-        raise dg.Failure(f"cannot roll back to version {target}: {model_uri}: {exc}") from exc
+    except Exception as exc:  # whatever the reason, the pointer must not move
+        raise dg.Failure(f"cannot roll back to version {target}: {type(exc).__name__}") from exc
     pointer = ChampionPointer(
         version=str(target),
         model_uri=model_uri,
-        trained_range=dict(previous.get("trained_range") or {})
-        if previous.get("version") == target
-        else {},
+        trained_range=dict(previous.get("trained_range") or {}) if known else {},
         metrics={"rolled_back_from": current.version if current else None},
         previous=current.summary() if current else None,
+        kind=str(previous.get("kind") or "model") if known else "model",
     )
-    champion_store.write(pointer)
-    tracking.set_champion(str(target))
     reason = f"rollback from {current.version if current else 'none'} to {target}"
-    log_promotion(
-        warehouse,
-        run_id=context.run_id,
+    promote(
+        pointer,
+        current=current,
         decision="ROLLBACK",
         reason=reason,
+        run_id=context.run_id,
         forced=True,
         challenger_version=None,
-        previous_version=current.version if current else None,
-        champion_version=str(target),
-    )
-    alerts.send(
-        "Champion rolled back", reason, level="warning", dedup_key=f"rollback:{context.run_id}"
+        store=champion_store,
+        tracking=tracking,
+        warehouse=warehouse,
+        alerts=alerts,
+        alert_level="warning",
     )
     context.log.info(reason)
 

@@ -79,7 +79,8 @@ class Thresholds:
     """Decision thresholds (deployment and retraining), all overridable from the environment."""
 
     baseline_r2_floor: float = 0.60
-    deploy_min_gain: float = 0.02
+    # at equal quality within this R² the challenger, trained on fresher data, wins
+    promotion_tolerance: float = 0.01
     r2_critical: float = 0.45
     rmse_threshold: float = 90.0
     r2_warning: float = 0.55
@@ -94,7 +95,7 @@ class Thresholds:
         d = cls()
         return cls(
             baseline_r2_floor=_float(env, "BASELINE_R2_FLOOR", d.baseline_r2_floor),
-            deploy_min_gain=_float(env, "DEPLOY_MIN_GAIN", d.deploy_min_gain),
+            promotion_tolerance=_float(env, "PROMOTION_TOLERANCE", d.promotion_tolerance),
             r2_critical=_float(env, "R2_CRITICAL", d.r2_critical),
             rmse_threshold=_float(env, "RMSE_THRESHOLD", d.rmse_threshold),
             r2_warning=_float(env, "R2_WARNING", d.r2_warning),

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from bike_assets.assets.champion import PROMOTION_LOG, log_promotion
+from bike_assets.lifecycle.audit import PROMOTION_LOG, log_promotion
+from bike_assets.lifecycle.unseen import unseen_mask
+from bike_assets.ml.model import known_counters, predict_counts
 from bike_assets.ml.pointer import ChampionPointer, read_pointer, write_pointer
+from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.warehouse import DuckDBWarehouse
-from bike_assets_tests.conftest import Platform
+from bike_assets_tests.conftest import Platform, retrain_config
 
 # January 2024: no public or school holiday in the test windows.
 FIRST, LAST = date(2024, 1, 8), date(2024, 2, 8)
@@ -29,37 +32,47 @@ def alias_version(platform: Platform, alias: str) -> str:
     return str(client.get_model_version_by_alias("bike-counts", alias).version)
 
 
-def test_first_retrain_deploys_with_double_evaluation_and_aliases(platform: Platform) -> None:
+def test_first_retrain_deploys_the_served_refit_after_an_honest_evaluation(
+    platform: Platform,
+) -> None:
     platform.ingest(FIRST, LAST)
     platform.retrain()
 
     pointer = read_pointer(platform.settings.champion_pointer_uri)
-    assert pointer is not None
-    assert Path(pointer.model_uri).exists()
+    assert pointer is not None and pointer.kind == "model"
     assert alias_version(platform, "champion") == pointer.version
     assert alias_version(platform, "challenger") == pointer.version
 
     report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
-    assert report["decision"] == "DEPLOY"
+    assert (report["decision"], report["serve"]) == ("DEPLOY", "challenger")
     assert report["champion"]["status"] == "none"
     for split in ("test_baseline", "test_current"):
         scores = report["splits"][split]["scores"]
         assert set(scores) == {"challenger", "naive"}
         assert scores["challenger"]["rows"] == scores["naive"]["rows"] > 0
-    # every score is on hours after the training range
-    trained_end = pd.Timestamp(report["challenger"]["trained_range"]["end"])
-    assert pd.Timestamp(report["splits"]["test_current"]["first_hour_utc"]) > trained_end
+    # the evaluated artifact never saw a test hour; the served one saw test_current too
+    evaluated, served = (
+        report["challenger"]["evaluated_range"],
+        report["challenger"]["served_range"],
+    )
+    first_current = pd.Timestamp(report["splits"]["test_current"]["first_hour_utc"])
+    assert first_current >= pd.Timestamp(evaluated["end"])
+    last_current = pd.Timestamp(report["splits"]["test_current"]["last_hour_utc"])
+    assert pd.Timestamp(served["end"]) > last_current
+    assert pointer.trained_range == served and pointer.evaluated_range == evaluated
+    assert pointer.level_as_of == (LAST.isoformat())
     saved = platform.settings.reports_dir / f"evaluation_v{pointer.version}.json"
     assert json.loads(saved.read_text())["decision"] == "DEPLOY"
 
     log = promotion_log(platform)
     assert log["decision"].tolist() == ["DEPLOY"]
     assert log["champion_version"].tolist() == [pointer.version]
+    assert log["served_kind"].tolist() == ["model"]
 
 
 def test_skip_rollback_force_and_rollback_again(platform: Platform) -> None:
-    """One history, in order: DEPLOY v1, SKIP (same data), rollback refused (nothing before v1),
-    forced promotion of v3 over a SKIP, rollback to v1."""
+    """One history, in order: DEPLOY v1, SKIP (same data: nothing newer to learn), rollback
+    refused (nothing before v1), forced promotion of v2 over a SKIP, rollback to v1."""
     platform.ingest(FIRST, LAST)
     platform.retrain()
     v1 = read_pointer(platform.settings.champion_pointer_uri)
@@ -68,10 +81,12 @@ def test_skip_rollback_force_and_rollback_again(platform: Platform) -> None:
     platform.retrain()
     report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
     assert report["champion"]["status"] == "ok"
-    for split in ("test_baseline", "test_current"):  # the very same rows for the three models
-        scores = report["splits"][split]["scores"]
-        assert scores["challenger"]["rows"] == scores["champion"]["rows"] == scores["naive"]["rows"]
-    assert report["decision"] == "SKIP"
+    # the champion trained on test_current (served refit): scored only on test_baseline,
+    # which no model trains on, on the very same rows as the others
+    assert set(report["splits"]["test_current"]["scores"]) == {"challenger", "naive"}
+    base = report["splits"]["test_baseline"]["scores"]
+    assert base["challenger"]["rows"] == base["champion"]["rows"] == base["naive"]["rows"] > 0
+    assert report["decision"] == "SKIP" and "no newer data" in report["reason"]
     assert read_pointer(platform.settings.champion_pointer_uri) == v1
 
     refused = platform.run("rollback_champion_job", raise_on_error=False)
@@ -98,6 +113,81 @@ def test_skip_rollback_force_and_rollback_again(platform: Platform) -> None:
     assert promotion_log(platform)["decision"].tolist() == ["DEPLOY", "SKIP", "DEPLOY", "ROLLBACK"]
 
 
+def test_a_challenger_beaten_by_the_naive_ends_the_run_with_the_naive_served(
+    platform: Platform,
+) -> None:
+    """The scenario of a real-data first retrain whose challenger loses to the seasonal naive:
+    a decision, not a failure, and the platform serves the naive rather than nothing."""
+    platform.ingest(FIRST, LAST)
+    weak = {"kind": "random_forest", "n_estimators": 1, "max_depth": 1, "validation_days": 2}
+    config = retrain_config()
+    config["ops"]["challenger_model"]["config"] = weak
+    result = platform.run("retrain_job", run_config=config)
+    assert result.success
+
+    report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
+    assert (report["decision"], report["serve"]) == ("REJECT", "naive"), report["reason"]
+    pointer = read_pointer(platform.settings.champion_pointer_uri)
+    assert pointer is not None and pointer.kind == "naive"
+    assert pointer.version != report["challenger"]["version"]
+    assert alias_version(platform, "champion") == pointer.version
+    # the naive served is a real model: it loads from the store and forecasts every counter
+    model = ModelStore(root=str(platform.settings.data_dir)).load(pointer.model_uri)
+    counters = known_counters(model)
+    future = pd.DataFrame(
+        {
+            "counter_id": counters,
+            "timestamp": pd.Timestamp(pointer.trained_range["end"]),
+        }
+    )
+    assert (predict_counts(model, future) >= 0).all() and len(counters) > 0
+    log = promotion_log(platform)
+    assert log["decision"].tolist() == ["REJECT"]
+    assert log["served_kind"].tolist() == ["naive"]
+    assert log["champion_version"].tolist() == [pointer.version]
+
+    # the next, sane challenger beats the naive champion and replaces it
+    platform.retrain()
+    replaced = read_pointer(platform.settings.champion_pointer_uri)
+    assert replaced is not None and replaced.kind == "model"
+    assert promotion_log(platform)["decision"].tolist() == ["REJECT", "DEPLOY"]
+
+
+def test_no_model_is_ever_scored_on_regression_hours_it_trained_on(platform: Platform) -> None:
+    """Retrains on a growing history: test_baseline stays the recorded window, and no
+    challenger (evaluated artifact) or champion (served artifact) ever trained on its hours."""
+    platform.ingest(FIRST, LAST)
+    windows, end = set(), LAST
+    for step in range(3):
+        if step:
+            end += timedelta(days=4)
+            platform.ingest(end - timedelta(days=3), end)
+        platform.retrain()
+        report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
+        baseline = report["splits"]["test_baseline"]
+        hours = pd.Series(
+            pd.date_range(baseline["first_hour_utc"], baseline["last_hour_utc"], freq="h")
+        )
+        windows.add((baseline["first_hour_utc"], baseline["last_hour_utc"]))
+        assert not unseen_mask(hours, {"start": "", "end": ""}).any()  # unknown: not unseen
+        assert unseen_mask(hours, report["challenger"]["evaluated_range"]).all()
+        assert unseen_mask(hours, report["challenger"]["served_range"]).all()
+        if "champion" in baseline["scores"]:
+            champion = read_pointer(platform.settings.champion_pointer_uri)
+            assert champion is not None
+            assert unseen_mask(
+                hours,
+                champion.previous["trained_range"]
+                if champion.version == report["challenger"]["version"]
+                else champion.trained_range,
+            ).all()
+    assert len(windows) == 1  # the regression window never moved with the data
+    recorded = DuckDBWarehouse(database=str(platform.settings.warehouse_path)).read(
+        "regression_window"
+    )
+    assert len(recorded) == 1 and recorded["reason"].iloc[0] == "chosen by the first retrain"
+
+
 def test_broken_champion_is_reported_and_challenger_judged_against_naive(
     platform: Platform,
 ) -> None:
@@ -115,7 +205,6 @@ def test_broken_champion_is_reported_and_challenger_judged_against_naive(
     platform.retrain()
     report = platform.defs.load_asset_value("evaluation_report", instance=platform.instance)
     assert report["champion"]["status"] == "unloadable"
-    assert "gone.joblib" in report["champion"]["reason"]
     assert set(report["splits"]["test_current"]["scores"]) == {"challenger", "naive"}
     assert report["decision"] == "DEPLOY"
     pointer = read_pointer(platform.settings.champion_pointer_uri)

@@ -24,7 +24,8 @@ from bike_assets.ml.model import (
     ModelParams,
     build_pipeline,
     fit_pipeline,
-    fit_with_target_selection,
+    fit_with_selection,
+    refit,
     known_counters,
     load_pipeline,
     predict_counts,
@@ -114,20 +115,31 @@ def test_predictions_are_non_negative_finite_for_both_targets(history) -> None:
         assert pred.max() > 10  # it learned the peaks, not a constant 0
 
 
-def test_target_selection_picks_one_target_on_a_time_based_holdout(history) -> None:
-    result = fit_with_target_selection(history, FAST, validation_days=7)
-    assert result.target in ("poisson", "log1p")
-    assert set(result.validation) == {"poisson", "log1p"}
+def test_selection_picks_annual_and_blend_on_a_time_based_holdout(history) -> None:
+    result = fit_with_selection(history, FAST, validation_days=7)
+    assert len(result.validation) == 8  # annual raw/none x 4 blends
     for scores in result.validation.values():
         assert np.isfinite(scores["rmse"]) and np.isfinite(scores["r2"])
         assert scores["rows"] == 7 * 24 * len(COUNTERS)  # exactly the last 7 days
-    assert result.target == min(result.validation, key=lambda t: result.validation[t]["rmse"])
+    best = min(result.validation, key=lambda k: result.validation[k]["rmse"])
+    assert best == f"annual_{result.params.annual}_blend_{result.params.blend}"
     assert known_counters(result.pipeline) == sorted(COUNTERS)
+
+
+def test_refit_reuses_the_choices_on_other_rows(history) -> None:
+    cut = history["timestamp"].max() - pd.Timedelta(days=7)
+    result = fit_with_selection(history[history["timestamp"] <= cut], FAST, validation_days=7)
+    served = refit(result, history)
+    features = served.named_steps["features"]
+    assert features.annual == result.params.annual
+    assert served.named_steps["model"].blend == result.params.blend
+    # the refit saw the last week: its level tables end where the history ends
+    assert features.end_hour_ > result.pipeline.named_steps["features"].end_hour_
 
 
 def test_random_forest_is_selectable(history) -> None:
     params = replace(FAST, kind="random_forest", n_estimators=5, max_depth=6)
-    result = fit_with_target_selection(history, params)
+    result = fit_with_selection(history, params)
     assert result.target == "poisson" and result.validation == {}
     assert (predict_counts(result.pipeline, future_rows(history)) >= 0).all()
 

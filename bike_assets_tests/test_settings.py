@@ -18,7 +18,7 @@ def test_defaults_are_the_offline_laptop_setup(tmp_path: Path) -> None:
     assert settings.champion_pointer_uri == str(tmp_path / "champion.json")
     assert settings.api_key == ""  # admin endpoints disabled unless a key is set
     assert settings.thresholds.baseline_r2_floor == 0.60
-    assert settings.thresholds.deploy_min_gain == 0.02
+    assert settings.thresholds.promotion_tolerance == 0.01
 
 
 def test_gcp_pointer_lives_on_gcs_and_needs_its_bucket() -> None:
@@ -33,7 +33,7 @@ def test_gcp_pointer_lives_on_gcs_and_needs_its_bucket() -> None:
     [
         ("BIKE_ENV", "aws"),
         ("BIKE_SOURCE", "csv"),
-        ("DEPLOY_MIN_GAIN", "two"),
+        ("PROMOTION_TOLERANCE", "two"),
         ("BIKE_MAX_RECORDS", "1.5"),
         ("BIKE_SYNTHETIC_DRIFT_DATE", "tomorrow"),
     ],

@@ -1,70 +1,115 @@
-"""The champion: a pointer moved only by a DEPLOY (or an explicit, logged force / rollback)."""
+"""The champion: the pointer to what is served, moved by the evaluation's decision."""
 
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from bike_assets.assets.training import TrainedModel
+from bike_assets.assets.training import TrainedModel, hours_of
+from bike_assets.lifecycle.audit import log_promotion
+from bike_assets.lifecycle.champion_moves import promote, read_champion
+from bike_assets.lifecycle.regression_window import current_window
+from bike_assets.ml.naive import HISTORY_WEEKS, fit_naive
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
+from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import Warehouse
-
-PROMOTION_LOG = "promotion_log"
+from bike_assets.settings import PARIS_TZ
 
 
 class PromotionConfig(dg.Config):
     force: bool = Field(False, description="Promote the challenger whatever the decision (logged).")
 
 
-def log_promotion(
-    warehouse: Warehouse,
-    *,
-    run_id: str,
-    decision: str,
-    reason: str,
-    forced: bool,
-    challenger_version: str | None,
-    previous_version: str | None,
-    champion_version: str | None,
-) -> None:
-    warehouse.append(
-        PROMOTION_LOG,
-        pd.DataFrame(
-            [
-                {
-                    "decided_at": datetime.now(UTC),
-                    "run_id": run_id,
-                    "decision": decision,
-                    "reason": reason,
-                    "forced": forced,
-                    "challenger_version": challenger_version or "",
-                    "previous_champion_version": previous_version or "",
-                    "champion_version": champion_version or "",
-                }
-            ]
-        ),
+def _challenger_pointer(
+    challenger: TrainedModel, report: dict[str, Any], current: ChampionPointer | None
+) -> ChampionPointer:
+    scores = {split: result["scores"]["challenger"] for split, result in report["splits"].items()}
+    return ChampionPointer(
+        version=challenger.version,
+        model_uri=challenger.model_uri,
+        trained_range=challenger.trained_range,
+        evaluated_range=challenger.evaluated_range,
+        metrics={"evaluation_run_id": report["run_id"], **scores},
+        previous=current.summary() if current else None,
+        kind="model",
+        level_as_of=_last_day(challenger.trained_range["end"]),
     )
 
 
-def _safe_read(store: ChampionStore) -> tuple[ChampionPointer | None, str | None]:
-    try:
-        return store.read(), None
-    except Exception as exc:  # a broken pointer is replaced by the next promotion, not fatal
-        return None, str(exc)
+def paris_midnight(day: date) -> pd.Timestamp:
+    return pd.Timestamp(day.isoformat(), tz=PARIS_TZ).tz_convert("UTC")
+
+
+def _last_day(end_exclusive: str) -> str:
+    """The Paris day of the last hour before `end_exclusive`."""
+    last = pd.Timestamp(end_exclusive) - pd.Timedelta(hours=1)
+    return str(last.tz_convert(PARIS_TZ).date())
+
+
+def _naive_pointer(
+    context: dg.AssetExecutionContext,
+    report: dict[str, Any],
+    current: ChampionPointer | None,
+    warehouse: Warehouse,
+    model_store: ModelStore,
+    tracking: MlflowTracking,
+) -> ChampionPointer:
+    """The seasonal naive fitted on the latest weeks (never the regression window), logged
+    and registered like any model."""
+    last = warehouse.last_count_timestamp()
+    if last is None:
+        raise dg.Failure("raw_counts is empty: nothing to fit the naive on")
+    end = last + pd.Timedelta(hours=1)
+    rows = warehouse.read_counts(end - pd.Timedelta(weeks=HISTORY_WEEKS), end)
+    window = current_window(warehouse)
+    excluded = []
+    if window is not None:
+        w_start, w_end = (
+            pd.Timestamp(d.isoformat(), tz=PARIS_TZ).tz_convert("UTC") for d in window
+        )
+        rows = rows[(rows["timestamp"] < w_start) | (rows["timestamp"] >= w_end)]
+        excluded = [{"start": w_start.isoformat(), "end": w_end.isoformat()}]
+    naive = fit_naive(rows)
+    trained_range: dict[str, Any] = {**hours_of(rows), "excluded": excluded}
+    logged = tracking.log_training(
+        naive,
+        params={"kind": "seasonal_naive", "weeks": HISTORY_WEEKS, "train_rows": len(rows)},
+        metrics={},
+        tags={
+            "dagster_run_id": context.run.run_id,
+            "trained_start": trained_range["start"],
+            "trained_end": trained_range["end"],
+            "served_kind": "naive",
+        },
+        run_name=f"naive-{context.run.run_id[:8]}",
+    )
+    scores = {split: result["scores"]["naive"] for split, result in report["splits"].items()}
+    return ChampionPointer(
+        version=logged.version,
+        model_uri=model_store.save(naive, logged.version),
+        trained_range=trained_range,
+        metrics={"evaluation_run_id": report["run_id"], **scores},
+        previous=current.summary() if current else None,
+        kind="naive",
+        level_as_of=_last_day(trained_range["end"]),
+    )
 
 
 @dg.asset(
     group_name="evaluation",
     kinds={"json", "mlflow"},
     io_manager_key="object_io_manager",
-    description="Pointer to the model being served: {version, model_uri, trained_range, metrics, "
-    "promoted_at, previous}. Moved atomically, only by a DEPLOY decision or a forced promotion.",
+    description="Pointer to the model being served: {version, kind (model or naive), "
+    "model_uri, trained_range (served), evaluated_range, metrics, level_as_of, previous}. "
+    "Moved atomically by the evaluation's decision: the challenger's served refit on DEPLOY, "
+    "the seasonal naive when it beat the challenger and no better champion exists, or a forced "
+    "promotion; every outcome is written to promotion_log.",
 )
 def champion(
     context: dg.AssetExecutionContext,
@@ -72,59 +117,72 @@ def champion(
     challenger_model: TrainedModel,
     evaluation_report: dict[str, Any],
     champion_store: ChampionStore,
+    model_store: ModelStore,
     tracking: MlflowTracking,
     warehouse: Warehouse,
     alerts: DiscordResource,
     batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
-    decision, reason = evaluation_report["decision"], evaluation_report["reason"]
-    current, broken = _safe_read(champion_store)
-    promote = decision == "DEPLOY" or config.force
-    pointer: ChampionPointer | None
-    if promote:
-        challenger_scores = {
-            split: result["scores"]["challenger"]
-            for split, result in evaluation_report["splits"].items()
-        }
-        pointer = ChampionPointer(
-            version=challenger_model.version,
-            model_uri=challenger_model.model_uri,
-            trained_range=challenger_model.trained_range,
-            metrics={"evaluation_run_id": evaluation_report["run_id"], **challenger_scores},
-            previous=current.summary() if current else None,
+    decision = evaluation_report["decision"]
+    serve = evaluation_report.get("serve", "challenger" if decision == "DEPLOY" else "champion")
+    reason = evaluation_report["reason"]
+    current, broken = read_champion(champion_store)
+    if config.force and serve != "challenger":
+        serve, reason = "challenger", f"forced promotion over {decision}: {reason}"
+    recorded = "DEPLOY" if serve == "challenger" else decision
+    moves = {
+        "challenger": lambda: _challenger_pointer(challenger_model, evaluation_report, current),
+        "naive": lambda: _naive_pointer(
+            context, evaluation_report, current, warehouse, model_store, tracking
+        ),
+    }
+    pointer: ChampionPointer | None = current
+    if serve in moves:
+        pointer = moves[serve]()
+        promote(
+            pointer,
+            current=current,
+            decision=recorded,
+            reason=reason,
+            run_id=context.run.run_id,
+            forced=config.force,
+            challenger_version=challenger_model.version,
+            store=champion_store,
+            tracking=tracking,
+            warehouse=warehouse,
+            alerts=alerts,
+            alert_level="info" if serve == "challenger" else "warning",
         )
-        champion_store.write(pointer)
-        tracking.set_champion(challenger_model.version)
-        if config.force and decision != "DEPLOY":
-            reason = f"forced promotion over {decision}: {reason}"
     else:
-        pointer = current
-    recorded = "DEPLOY" if promote else decision
-    log_promotion(
-        warehouse,
-        run_id=context.run.run_id,
-        decision=recorded,
-        reason=reason,
-        forced=config.force,
-        challenger_version=challenger_model.version,
-        previous_version=current.version if current else None,
-        champion_version=pointer.version if pointer else None,
-    )
-    batch_metrics.push_deployment(recorded, run_id=context.run.run_id)
-    if recorded == "DEPLOY":  # a REJECT was already announced by evaluation_report
-        alerts.send(
-            f"Model {recorded}: challenger v{challenger_model.version}",
-            reason,
-            level="info",
-            dedup_key=f"promotion:{context.run.run_id}",
+        log_promotion(
+            warehouse,
+            run_id=context.run.run_id,
+            decision=recorded,
+            reason=reason,
+            forced=config.force,
+            challenger_version=challenger_model.version,
+            previous_version=current.version if current else None,
+            champion_version=current.version if current else None,
+            served_kind=current.kind if current else "",
         )
+        if recorded == "REJECT":
+            alerts.send(
+                f"Model REJECT: challenger v{challenger_model.version}",
+                reason,
+                level="warning",
+                dedup_key=f"promotion:{context.run.run_id}",
+            )
+    batch_metrics.push_deployment(recorded, run_id=context.run.run_id)
+    context.log.info("champion: %s, serving %s (%s)", recorded, serve, reason)
     return dg.MaterializeResult(
-        value=None if pointer is None else json_ready(pointer),
+        value=None if pointer is None else pointer_dict(pointer),
         metadata={
             "decision": recorded,
+            "serving": serve,
             "reason": reason,
-            "moved": promote,
+            "moved": serve in moves,
             "champion_version": pointer.version if pointer else "none",
+            "champion_kind": pointer.kind if pointer else "none",
             "previous_version": current.version if current else "none",
             "broken_pointer_replaced": broken or "",
             "pointer_uri": champion_store.pointer_uri,
@@ -132,7 +190,7 @@ def champion(
     )
 
 
-def json_ready(pointer: ChampionPointer) -> dict[str, Any]:
+def pointer_dict(pointer: ChampionPointer) -> dict[str, Any]:
     import json
 
     return dict(json.loads(pointer.to_json()))

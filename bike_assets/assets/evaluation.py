@@ -7,13 +7,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from bike_assets.assets.monitoring import record_decision
 from bike_assets.assets.training import TrainedModel
+from bike_assets.lifecycle.audit import record_decision
+from bike_assets.lifecycle.champion_moves import read_champion
+from bike_assets.lifecycle.unseen import unseen_mask
 from bike_assets.ml.metrics import mae_per_counter, score
 from bike_assets.ml.model import known_counters, predict_counts
 from bike_assets.ml.naive import seasonal_naive
+from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.ml.promotion import ModelScores, decide_deployment
-from bike_assets.resources.alerts import DiscordResource
+from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
@@ -21,45 +24,68 @@ from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
 
 MODELS = ("challenger", "champion", "naive")
+# Fewer hours than this outside the champion's training data say nothing about it: the champion
+# is then not scored on that split (and the decision table says what that means).
+MIN_UNSEEN_HOURS = 24
 
 
-def _load_champion(store: ChampionStore, models: ModelStore) -> tuple[Any, dict[str, Any]]:
-    """(pipeline or None, status). A broken champion is reported, never fatal: the challenger
-    is then judged against naive only."""
-    try:
-        pointer = store.read()
-    except Exception as exc:
-        return None, {"status": "unloadable", "reason": f"pointer: {exc}"}
+def _load_champion(
+    store: ChampionStore, models: ModelStore
+) -> tuple[Any, ChampionPointer | None, dict[str, Any]]:
+    """(pipeline or None, pointer, status). A broken champion is reported, never fatal: the
+    challenger is then judged against the naive only."""
+    pointer, broken = read_champion(store)
+    if broken:
+        return None, None, {"status": "unloadable", "reason": f"pointer: {broken}"}
     if pointer is None:
-        return None, {"status": "none", "reason": "no champion yet"}
+        return None, None, {"status": "none", "reason": "no champion yet"}
     try:
         pipeline = models.load(pointer.model_uri)
-    except Exception as exc:
-        return None, {
-            "status": "unloadable",
-            "version": pointer.version,
-            "reason": f"artifact {pointer.model_uri}: {exc}",
-        }
-    return pipeline, {"status": "ok", "version": pointer.version, "model_uri": pointer.model_uri}
+    except Exception as exc:  # any artifact problem: judged without it, reported
+        return (
+            None,
+            pointer,
+            {
+                "status": "unloadable",
+                "version": pointer.version,
+                "reason": f"artifact {pointer.model_uri}: {type(exc).__name__}: {exc}",
+            },
+        )
+    return pipeline, pointer, {"status": "ok", "version": pointer.version, "kind": pointer.kind}
 
 
 def evaluate_split(
-    test: pd.DataFrame, history: pd.DataFrame, challenger: Any, champion: Any | None
+    test: pd.DataFrame,
+    history: pd.DataFrame,
+    challenger: Any,
+    champion: Any | None,
+    champion_pointer: ChampionPointer | None,
 ) -> dict[str, Any]:
-    """Scores of every model on the same rows: those whose counter every model knows."""
+    """Scores of every model on the same rows: those whose counter every model knows and,
+    when the champion is scored, only hours outside its training data (never in-sample)."""
     known = set(known_counters(challenger))
     if champion is not None:
         known &= set(known_counters(champion))
     rows = test[test["counter_id"].astype(str).isin(known)].reset_index(drop=True)
+    champion_note = "no champion"
+    if champion is not None and champion_pointer is not None:
+        unseen = unseen_mask(rows["timestamp"], champion_pointer.trained_range)
+        if rows.loc[unseen, "timestamp"].nunique() >= MIN_UNSEEN_HOURS:
+            dropped = int((~unseen).sum())
+            rows = rows.loc[unseen].reset_index(drop=True)
+            champion_note = f"scored on hours outside its training data ({dropped} rows left out)"
+        else:
+            champion, champion_note = None, "not scored: it trained on these hours"
     preds = {"challenger": predict_counts(challenger, rows), "naive": seasonal_naive(history, rows)}
     if champion is not None:
         preds["champion"] = predict_counts(champion, rows)
     raw_challenger = np.asarray(challenger.predict(rows.loc[:, ["counter_id", "timestamp"]]))
     return {
         "rows": len(rows),
-        "rows_excluded_unknown_counter": len(test) - len(rows),
+        "rows_excluded_unknown_counter": int((~test["counter_id"].astype(str).isin(known)).sum()),
         "first_hour_utc": str(rows["timestamp"].min()),
         "last_hour_utc": str(rows["timestamp"].max()),
+        "champion": champion_note,
         "scores": {name: score(rows["count"], p) for name, p in preds.items()},
         "per_counter_mae": {
             name: mae_per_counter(rows["counter_id"], rows["count"], p) for name, p in preds.items()
@@ -87,12 +113,26 @@ def scores_table(report: dict[str, Any]) -> str:
     return pd.DataFrame(rows).round(3).to_markdown(index=False)
 
 
+def _end(trained_range: dict[str, Any]) -> pd.Timestamp:
+    """The end of a training range (the earliest possible when unknown)."""
+    end = trained_range.get("end")
+    return pd.Timestamp(end).tz_convert("UTC") if end else pd.Timestamp.min.tz_localize("UTC")
+
+
+def _scores(splits: dict[str, Any], name: str) -> ModelScores:
+    return ModelScores(
+        test_baseline=splits["test_baseline"]["scores"].get(name),
+        test_current=splits["test_current"]["scores"].get(name),
+    )
+
+
 @dg.asset(
     group_name="evaluation",
     kinds={"scikit-learn"},
     io_manager_key="object_io_manager",
-    description="Challenger, champion and seasonal naive on the same rows of test_baseline and "
-    "test_current, and the deployment decision with its reason.",
+    description="Challenger (its evaluated artifact), champion and seasonal naive on the same "
+    "unseen rows of test_baseline (the regression window) and test_current, and the decision: "
+    "DEPLOY / SKIP / REJECT, and what is served afterwards (challenger, champion or naive).",
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,
@@ -105,62 +145,64 @@ def evaluation_report(
     champion_store: ChampionStore,
     tracking: MlflowTracking,
     warehouse: Warehouse,
-    alerts: DiscordResource,
+    batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
     settings = Settings.from_env()
     thresholds = settings.thresholds
-    challenger = model_store.load(challenger_model.model_uri)  # the artifact that would be served
-    champion, champion_status = _load_champion(champion_store, model_store)
-    if champion is not None and champion_status.get("version") == challenger_model.version:
-        champion, champion_status = None, {"status": "none", "reason": "challenger is champion"}
+    # the artifact fitted without the test windows; the served one is its refit
+    challenger = model_store.load(challenger_model.evaluated_uri or challenger_model.model_uri)
+    champion, pointer, champion_status = _load_champion(champion_store, model_store)
+    if pointer is not None and pointer.version == challenger_model.version:
+        champion, pointer = None, None
+        champion_status = {"status": "none", "reason": "challenger is champion"}
     history = pd.concat([train_baseline, test_baseline, train_current], ignore_index=True)
     splits = {
-        "test_baseline": evaluate_split(test_baseline, history, challenger, champion),
-        "test_current": evaluate_split(test_current, history, challenger, champion),
+        "test_baseline": evaluate_split(test_baseline, history, challenger, champion, pointer),
+        "test_current": evaluate_split(test_current, history, challenger, champion, pointer),
     }
-
-    def model_scores(name: str) -> ModelScores:
-        return ModelScores(
-            test_baseline=splits["test_baseline"]["scores"][name],
-            test_current=splits["test_current"]["scores"][name],
-        )
-
+    champion_scored = any("champion" in s["scores"] for s in splits.values())
     decision = decide_deployment(
-        challenger=model_scores("challenger"),
-        champion=model_scores("champion") if champion is not None else None,
-        naive_current=splits["test_current"]["scores"]["naive"],
+        challenger=_scores(splits, "challenger"),
+        champion=_scores(splits, "champion") if champion_scored else None,
+        naive=_scores(splits, "naive"),
+        champion_is_naive=pointer is not None and pointer.kind == "naive",
+        challenger_is_fresher=pointer is None
+        or _end(challenger_model.trained_range) > _end(pointer.trained_range),
         baseline_r2_floor=thresholds.baseline_r2_floor,
-        deploy_min_gain=thresholds.deploy_min_gain,
+        tolerance=thresholds.promotion_tolerance,
     )
+    if champion is not None and not champion_scored:
+        champion_status["scored"] = "no: it trained on every test hour"
     report: dict[str, Any] = {
         "run_id": context.run.run_id,
         "challenger": {
             "version": challenger_model.version,
-            "model_uri": challenger_model.model_uri,
-            "trained_range": challenger_model.trained_range,
+            "evaluated_range": challenger_model.evaluated_range,
+            "served_range": challenger_model.trained_range,
         },
         "champion": champion_status,
         "splits": splits,
         "decision": decision.decision,
+        "serve": decision.serve,
         "reason": decision.reason,
         "thresholds": {
             "baseline_r2_floor": thresholds.baseline_r2_floor,
-            "deploy_min_gain": thresholds.deploy_min_gain,
+            "promotion_tolerance": thresholds.promotion_tolerance,
         },
     }
     tracking.log_metrics(
         challenger_model.mlflow_run_id,
         {
-            f"{split}_{metric}": value
+            f"{split}_{name}_{metric}": value
             for split, result in splits.items()
-            for metric, value in result["scores"]["challenger"].items()
+            for name, scores in result["scores"].items()
+            for metric, value in scores.items()
         },
     )
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"evaluation_v{challenger_model.version}.json"
     if settings.env == "local":
         path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    # Logged here, not only by `champion`: a REJECT by the naive gate stops the run before it.
     record_decision(
         warehouse,
         kind="evaluation",
@@ -169,21 +211,25 @@ def evaluation_report(
         detail=f"challenger v{challenger_model.version}: {decision.reason}",
         run_id=context.run.run_id,
     )
-    if decision.decision == "REJECT":
-        alerts.send(
-            f"Model REJECT: challenger v{challenger_model.version}",
-            decision.reason,
-            level="warning",
-            dedup_key=f"evaluation:{context.run.run_id}",
-        )
+    batch_metrics.push_evaluation(
+        {split: result["scores"] for split, result in splits.items()},
+        decision.decision,
+        reason_kind=f"serve_{decision.serve}",
+        run_id=context.run.run_id,
+    )
     table = scores_table(report)
     context.log.info(
-        "evaluation:\n%s\ndecision: %s (%s)", table, decision.decision, decision.reason
+        "evaluation:\n%s\ndecision: %s, serve %s (%s)",
+        table,
+        decision.decision,
+        decision.serve,
+        decision.reason,
     )
     return dg.MaterializeResult(
         value=report,
         metadata={
             "decision": decision.decision,
+            "serve": decision.serve,
             "reason": decision.reason,
             "champion": dg.MetadataValue.json(champion_status),
             "scores": dg.MetadataValue.md(table),
@@ -196,22 +242,20 @@ def evaluation_report(
 @dg.asset_check(
     asset=evaluation_report,
     blocking=True,
-    description="The challenger beats seasonal naive on test_current and predicts no NaN or "
-    "negative count; a failure stops promotion in this run.",
+    description="The challenger predicts no NaN or negative count (a broken model stops the "
+    "run). Losing to the naive is not a failure: it is a REJECT decision, recorded.",
 )
 def challenger_is_sane(evaluation_report: dict[str, Any]) -> dg.AssetCheckResult:
-    current = evaluation_report["splits"]["test_current"]
-    ch, naive = current["scores"]["challenger"], current["scores"]["naive"]
-    nan = sum(s["challenger_nan_predictions"] for s in evaluation_report["splits"].values())
-    neg = sum(s["challenger_negative_predictions"] for s in evaluation_report["splits"].values())
-    beats = bool(ch["rmse"] < naive["rmse"])
+    splits = evaluation_report["splits"].values()
+    nan = sum(s["challenger_nan_predictions"] for s in splits)
+    neg = sum(s["challenger_negative_predictions"] for s in splits)
+    current = evaluation_report["splits"]["test_current"]["scores"]
     return dg.AssetCheckResult(
-        passed=beats and nan == 0 and neg == 0,
+        passed=nan == 0 and neg == 0,
         metadata={
-            "challenger_rmse": ch["rmse"],
-            "naive_rmse": naive["rmse"],
-            "beats_naive": beats,
             "nan_predictions": nan,
             "negative_predictions": neg,
+            "beats_naive": bool(current["challenger"]["rmse"] < current["naive"]["rmse"]),
+            "decision": evaluation_report["decision"],
         },
     )

@@ -1,4 +1,11 @@
-"""Training: the challenger, fitted on the sliding window train_baseline + train_current."""
+"""Training: the challenger procedure, evaluated on held-out weeks and refitted for serving.
+
+Two artifacts per version, one procedure: the *evaluated* pipeline is fitted on train_baseline
++ train_current only (so evaluation_report scores it on hours it never saw); the *served*
+pipeline is the same procedure, with the same choices, refitted on every hour up to the last
+complete day except the regression window (test_baseline stays unseen by every model). The
+served one is what the registry's version and the champion pointer name.
+"""
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -7,7 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from bike_assets.ml.model import ModelParams, fit_with_target_selection
+from bike_assets.ml.model import ModelParams, fit_with_selection, refit
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
@@ -25,7 +32,9 @@ class TrainingConfig(dg.Config):
     n_estimators: int = _DEFAULTS.n_estimators
     max_depth: int | None = _DEFAULTS.max_depth
     random_state: int = _DEFAULTS.random_state
-    validation_days: int = Field(7, ge=1, description="Time-based hold-out to pick the target.")
+    validation_days: int = Field(
+        14, ge=1, description="Time-based hold-out (end of the training rows) for the choices."
+    )
 
     def params(self) -> ModelParams:
         return ModelParams(
@@ -41,17 +50,28 @@ class TrainingConfig(dg.Config):
         )
 
 
+def hours_of(frame: pd.DataFrame) -> dict[str, str]:
+    """[first hour, last hour + 1 h) of `frame`, UTC ISO strings."""
+    return {
+        "start": frame["timestamp"].min().isoformat(),
+        "end": (frame["timestamp"].max() + pd.Timedelta(hours=1)).isoformat(),
+    }
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """What downstream assets need to find and describe the challenger artifact."""
 
     version: str
-    model_uri: str
+    model_uri: str  # the served artifact
     mlflow_run_id: str
     params: dict[str, Any]
     target: str
-    trained_range: dict[str, str]
+    trained_range: dict[str, Any]  # the served artifact's hours: start, end, excluded windows
     train_rows: int
+    evaluated_uri: str = ""  # the artifact evaluation_report scores
+    evaluated_range: dict[str, Any] = field(default_factory=dict)
+    served_rows: int = 0
     counters: list[str] = field(default_factory=list)
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -60,62 +80,77 @@ class TrainedModel:
     group_name="training",
     kinds={"scikit-learn", "mlflow"},
     io_manager_key="object_io_manager",
-    description="A new model trained on train_baseline + train_current, logged and registered.",
+    description="The challenger procedure: a pipeline fitted on train_baseline + train_current "
+    "(evaluated), and the same procedure refitted on every hour up to the last complete day "
+    "except the regression window (served if promoted); logged and registered.",
 )
 def challenger_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
     train_baseline: pd.DataFrame,
+    test_baseline: pd.DataFrame,
     train_current: pd.DataFrame,
+    test_current: pd.DataFrame,
     model_store: ModelStore,
     tracking: MlflowTracking,
     batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
     train = pd.concat([train_baseline, train_current], ignore_index=True)
-    params = config.params()
-    fit = fit_with_target_selection(train, params, validation_days=config.validation_days)
-    trained_range = {
-        "start": train["timestamp"].min().isoformat(),
-        "end": train["timestamp"].max().isoformat(),
-    }
+    fit = fit_with_selection(train, config.params(), validation_days=config.validation_days)
+    # Serve fresh: the latest week too, never the regression window.
+    everything = pd.concat([train_baseline, train_current, test_current], ignore_index=True)
+    served = refit(fit, everything)
+    excluded = [hours_of(test_baseline)] if len(test_baseline) else []
+    evaluated_range: dict[str, Any] = {**hours_of(train), "excluded": excluded}
+    trained_range: dict[str, Any] = {**hours_of(everything), "excluded": excluded}
     logged = tracking.log_training(
-        fit.pipeline,
-        params={**asdict(params), "target": fit.target, "train_rows": len(train)},
-        metrics={f"validation_{t}_{m}": v for t, s in fit.validation.items() for m, v in s.items()},
+        served,
+        params={**asdict(fit.params), "target": fit.target, "train_rows": len(everything)},
+        metrics={f"validation_{k}_{m}": v for k, s in fit.validation.items() for m, v in s.items()},
         tags={
             "dagster_run_id": context.run.run_id,
             "trained_start": trained_range["start"],
             "trained_end": trained_range["end"],
-            "train_baseline_rows": str(len(train_baseline)),
-            "train_current_rows": str(len(train_current)),
+            "evaluated_start": evaluated_range["start"],
+            "evaluated_end": evaluated_range["end"],
+            "regression_window": " .. ".join(excluded[0].values()) if excluded else "",
         },
         run_name=f"challenger-{context.run.run_id[:8]}",
     )
-    model_uri = model_store.save(fit.pipeline, logged.version)
+    model_uri = model_store.save(served, logged.version)
+    evaluated_uri = model_store.save(fit.pipeline, f"{logged.version}-evaluated")
     trained = TrainedModel(
         version=logged.version,
         model_uri=model_uri,
         mlflow_run_id=logged.run_id,
-        params=asdict(params),
+        params=asdict(fit.params),
         target=fit.target,
         trained_range=trained_range,
         train_rows=len(train),
         counters=sorted(train["counter_id"].astype(str).unique()),
         validation=fit.validation,
+        evaluated_uri=evaluated_uri,
+        evaluated_range=evaluated_range,
+        served_rows=len(everything),
     )
     batch_metrics.push_training("success", run_id=context.run.run_id)
-    validation_md = pd.DataFrame(fit.validation).T.round(3).to_markdown() if fit.validation else ""
+    validation_md = (
+        pd.DataFrame(fit.validation).T[["r2", "rmse", "mae"]].round(3).to_markdown()
+        if fit.validation
+        else ""
+    )
     return dg.MaterializeResult(
         value=trained,
         metadata={
             "version": logged.version,
             "model_uri": model_uri,
             "mlflow_run_id": logged.run_id,
-            "target": fit.target,
-            "train_rows": len(train),
-            "trained_range": dg.MetadataValue.json(trained_range),
-            "target_selection (time-based validation)": dg.MetadataValue.md(
-                validation_md or "_n/a_"
-            ),
+            "annual_features": fit.params.annual,
+            "blend": fit.params.blend,
+            "evaluated_rows": len(train),
+            "served_rows": len(everything),
+            "evaluated_range": dg.MetadataValue.json(evaluated_range),
+            "served_range": dg.MetadataValue.json(trained_range),
+            "selection (time-based hold-out)": dg.MetadataValue.md(validation_md or "_n/a_"),
         },
     )

@@ -285,8 +285,10 @@ class ForecastFeatures(CalendarFeatures):
         self.first_block_ = 0
         self.tables_: dict[str, NDArray[np.float32]] = {}
         span_weeks = (self.end_hour_ - self.first_hour_) / WEEK_HOURS
-        if self.level_weeks > 0 and y is not None and span_weeks >= MIN_WEEKS_PER_LEVEL_WEEK * (
-            self.level_weeks
+        if (
+            self.level_weeks > 0
+            and y is not None
+            and span_weeks >= MIN_WEEKS_PER_LEVEL_WEEK * (self.level_weeks)
         ):
             self._fit_levels(frame, np.asarray(y, dtype=np.float64), codes, cal, hours)
         return codes, cal, hours
@@ -324,8 +326,9 @@ class ForecastFeatures(CalendarFeatures):
             level = np.nanmedian(_windows(cube, self.level_weeks), axis=-1)
             self.tables_ = {
                 "recent_level": level.astype(np.float32),  # (counters, blocks, 168)
-                "pooled_level": np.nanmean(_windows(pooled_cube, self.level_weeks), axis=-1)
-                .astype(np.float32),  # (counters, blocks, 168)
+                "pooled_level": np.nanmean(_windows(pooled_cube, self.level_weeks), axis=-1).astype(
+                    np.float32
+                ),  # (counters, blocks, 168)
                 "recent_counter_level": np.nanmean(level, axis=-1).astype(np.float32),
                 "profile_level": np.nanmedian(cube, axis=1).astype(np.float32),  # (c, 168)
             }

@@ -14,8 +14,13 @@ def score(y_true: Any, y_pred: Any) -> dict[str, float]:
     t = np.asarray(y_true, dtype=np.float64)
     p = np.clip(np.asarray(y_pred, dtype=np.float64), 0.0, None)
     if len(t) == 0:
-        return {"r2": float("nan"), "rmse": float("nan"), "mae": float("nan"),
-                "rmse_log1p": float("nan"), "rows": 0.0}
+        return {
+            "r2": float("nan"),
+            "rmse": float("nan"),
+            "mae": float("nan"),
+            "rmse_log1p": float("nan"),
+            "rows": 0.0,
+        }
     return {
         "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan"),
         "rmse": float(np.sqrt(mean_squared_error(t, p))),
@@ -27,7 +32,9 @@ def score(y_true: Any, y_pred: Any) -> dict[str, float]:
 
 def mae_per_counter(counter_ids: Any, y_true: Any, y_pred: Any) -> dict[str, float]:
     err = pd.DataFrame(
-        {"counter_id": np.asarray(counter_ids).astype(str),
-         "abs_err": np.abs(np.asarray(y_true, float) - np.asarray(y_pred, float))}
+        {
+            "counter_id": np.asarray(counter_ids).astype(str),
+            "abs_err": np.abs(np.asarray(y_true, float) - np.asarray(y_pred, float)),
+        }
     )
     return {str(k): float(v) for k, v in err.groupby("counter_id")["abs_err"].mean().items()}

@@ -9,7 +9,7 @@ same features -> RandomForestRegressor.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +77,7 @@ class ModelParams:
     # OpenMP threads of the fit (None: as many as CPUs). One: HistGradientBoosting's parallel
     # regions are short at this size, and on a shared CPU (other Dagster steps, other jobs)
     # every barrier waits for a descheduled thread: measured 19 s with 2 threads vs 8 s with 1
-    # for `fit_with_target_selection` on 2 busy cores. Predictions are not limited here.
+    # for the fit with its selection on 2 busy cores. Predictions are not limited here.
     fit_threads: int | None = 1
     # hgb: prediction = blend * model + (1 - blend) * recent level (1.0, the model alone:
     # 0.7916; 0.25: 0.8103; 0.75: 0.8074)
@@ -265,53 +265,73 @@ class FitResult:
     pipeline: Pipeline
     target: Target
     validation: dict[str, dict[str, float]]
+    # the parameters the pipeline was fitted with, choices made: what `refit` reuses
+    params: ModelParams = ModelParams()
 
 
-def fit_with_target_selection(
-    train: pd.DataFrame, params: ModelParams, validation_days: int = 7
+BLEND_GRID = (0.25, 0.5, 0.75, 1.0)
+
+
+def fit_with_selection(
+    train: pd.DataFrame, params: ModelParams, validation_days: int = 14
 ) -> FitResult:
-    """Fit the model; for `hgb`, choose Poisson loss vs log1p target on the last
-    `validation_days` of `train` (a time-based hold-out), then refit on all of `train`.
+    """Fit the model, its data-dependent choices made on a time-based hold-out: the last
+    `validation_days` of `train` (never a test window).
 
-    The hold-out is scored without outage days when `params.drop_outages` (a model that
-    forecasts traffic is not to be judged on a broken sensor's zeros).
+    For `hgb` with `annual="auto"`: month / day-of-year features on or off (`raw` vs `none`;
+    whether last year's calendar carries over depends on the history, e.g. a lockdown year
+    does not), and the blend weight between the trees and the recent level (a grid; free, as
+    the blend is applied after the fit). Then the chosen procedure is refitted on all of
+    `train`. The hold-out is scored without outage days when `params.drop_outages`.
     """
-    targets: list[Target] = ["poisson", "log1p"] if params.kind == "hgb" else ["poisson"]
-    scores: dict[str, dict[str, float]] = {}
-    chosen: Target = targets[0]
-    if len(targets) > 1:
+    chosen, scores = params, dict[str, dict[str, float]]()
+    if params.kind == "hgb":
         cut = train["timestamp"].max() - pd.Timedelta(days=validation_days)
         fit_part, val_part = train[train["timestamp"] <= cut], train[train["timestamp"] > cut]
-        known = set(fit_part["counter_id"].unique())
-        val_part = val_part[val_part["counter_id"].isin(known)]
+        val_part = val_part[val_part["counter_id"].isin(set(fit_part["counter_id"].unique()))]
         if params.drop_outages and len(val_part):
             val_part = val_part.loc[~outage_days(val_part)]
         if len(fit_part) and len(val_part):
-            scores = _score_targets(fit_part, val_part, params, targets)
-            chosen = min(targets, key=lambda t: scores[t]["rmse"])
-    pipeline = fit_pipeline(build_pipeline(params, chosen), train, params)
-    return FitResult(pipeline=pipeline, target=chosen, validation=scores)
+            chosen, scores = _select(fit_part, val_part, params)
+        elif params.annual == "auto":
+            chosen = replace(params, annual="none")
+    target: Target = "poisson"
+    pipeline = fit_pipeline(build_pipeline(chosen, target), train, chosen)
+    return FitResult(pipeline=pipeline, target=target, validation=scores, params=chosen)
 
 
-def _score_targets(
-    fit_part: pd.DataFrame, val_part: pd.DataFrame, params: ModelParams, targets: list[Target]
-) -> dict[str, dict[str, float]]:
-    """Validation scores of each target. The candidates differ only in their model step, so
-    the features are fitted and computed once for all of them (what `fit_pipeline` would do
-    for each: same rows, same weights, same thread limit)."""
+def refit(fit: FitResult, train: pd.DataFrame) -> Pipeline:
+    """The same procedure (same choices) fitted on other rows: the served artifact is the
+    evaluated procedure refitted on all data up to the last complete day."""
+    return fit_pipeline(build_pipeline(fit.params, fit.target), train, fit.params)
+
+
+def _select(
+    fit_part: pd.DataFrame, val_part: pd.DataFrame, params: ModelParams
+) -> tuple[ModelParams, dict[str, dict[str, float]]]:
+    """The (annual, blend) pair with the lowest hold-out RMSE, and every candidate's scores."""
+    annual_modes: list[AnnualMode] = ["raw", "none"] if params.annual == "auto" else [params.annual]
     rows = training_rows(fit_part, params)
-    features = build_pipeline(params, targets[0]).named_steps["features"]
     weights = recency_weights(rows["timestamp"], params.half_life_days)
+    y_val = val_part["count"].to_numpy(dtype=np.float64)
     scores: dict[str, dict[str, float]] = {}
+    best: tuple[float, ModelParams] | None = None
     with _fit_threads(params):
-        x_fit = features.fit_transform(rows.loc[:, INPUT_COLUMNS], rows["count"])
-        x_val = features.transform(val_part.loc[:, INPUT_COLUMNS])
-        for target in targets:
-            model = build_pipeline(params, target).named_steps["model"]
+        for annual in annual_modes:
+            candidate = replace(params, annual=annual)
+            pipeline = build_pipeline(candidate)
+            features, model = pipeline.named_steps["features"], pipeline.named_steps["model"]
+            x_fit = features.fit_transform(rows.loc[:, INPUT_COLUMNS], rows["count"])
             model.fit(x_fit, rows["count"].to_numpy(dtype=np.float64), sample_weight=weights)
-            pred = np.clip(np.asarray(model.predict(x_val), dtype=np.float64), 0.0, None)
-            scores[target] = score(val_part["count"], pred)
-    return scores
+            x_val = features.transform(val_part.loc[:, INPUT_COLUMNS])
+            for blend in BLEND_GRID:
+                model.blend = blend
+                s = score(y_val, model.predict(x_val))
+                scores[f"annual_{annual}_blend_{blend}"] = s
+                if best is None or s["rmse"] < best[0]:
+                    best = (s["rmse"], replace(candidate, blend=blend))
+    assert best is not None
+    return best[1], scores
 
 
 def known_counters(pipeline: Pipeline) -> list[str]:

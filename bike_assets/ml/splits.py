@@ -3,11 +3,15 @@
 Timeline (Paris-local days, every window half-open):
 
     [ train_baseline | test_baseline ][ train_current | test_current ]
-    `------ frozen baseline --------'  `------ current window -------'
+                       `- regression -'                `- last week -'
+                          window
 
-The baseline window is frozen by `baseline_start`/`baseline_end` (the regression check: a new
-model must still work on the old weeks); the current window slides with the data (the
-improvement check). No training row is later than any test row of the same split.
+`test_baseline` is the regression window: chosen once (by the first retrain, or explicitly),
+recorded, then passed back here as `regression_window` on every later retrain, so it never
+moves with the data and no model ever trains on it (a new model must still work on those old
+weeks, and the champion is scored there out of sample). `train_current` then runs from the end
+of the regression window to `test_current`, the last `test_current_days` (the improvement
+check, sliding with the data). No training row is later than any test row of the same split.
 """
 
 from __future__ import annotations
@@ -105,7 +109,11 @@ def _between(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
     return frame.loc[mask].reset_index(drop=True)
 
 
-def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
+def make_splits(
+    raw: pd.DataFrame, windows: SplitWindows, regression_window: tuple[date, date] | None = None
+) -> Splits:
+    """The four windows. Without `regression_window`, test_baseline is placed by `windows`
+    (the first choice); with it, test_baseline is exactly that recorded window."""
     if raw.empty:
         raise NotEnoughDataError(
             f"raw_counts is empty: need at least {windows.days_needed} days of counts "
@@ -125,6 +133,8 @@ def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
             f"train_current + {smallest.test_current_days} test_current), found {have} "
             f"({first_day} to {end - timedelta(days=1)})"
         )
+    if regression_window is not None:
+        return _splits_around(raw, windows, regression_window, first_day, end)
     windows = windows.fitted_to(have)
     test_current_start = end - timedelta(days=windows.test_current_days)
     train_current_start = test_current_start - timedelta(days=windows.train_current_days)
@@ -145,8 +155,50 @@ def make_splits(raw: pd.DataFrame, windows: SplitWindows) -> Splits:
         "train_current": (train_current_start, test_current_start),
         "test_current": (test_current_start, end),
     }
+    return _cut(raw, ranges, windows)
+
+
+def _cut(raw: pd.DataFrame, ranges: dict[str, tuple[date, date]], windows: SplitWindows) -> Splits:
     frames = {name: _between(raw, a, b) for name, (a, b) in ranges.items()}
     for name, frame in frames.items():
         if frame.empty:
             raise NotEnoughDataError(f"{name} ({ranges[name][0]} to {ranges[name][1]}) has no rows")
     return Splits(ranges=ranges, windows=windows, **frames)
+
+
+def _splits_around(
+    raw: pd.DataFrame,
+    windows: SplitWindows,
+    regression_window: tuple[date, date],
+    first_day: date,
+    end: date,
+) -> Splits:
+    """Splits for a recorded regression window: everything outside it and before
+    test_current is training data."""
+    window_start, window_end = regression_window
+    test_current_start = end - timedelta(days=windows.test_current_days)
+    if window_end > test_current_start:
+        raise NotEnoughDataError(
+            f"the regression window {window_start} to {window_end} reaches into test_current "
+            f"(from {test_current_start}): move it explicitly (splits config "
+            "test_baseline_start / test_baseline_end)"
+        )
+    if window_start <= first_day:
+        raise NotEnoughDataError(
+            f"the regression window starts on {window_start}, leaving no training days before "
+            f"it (data from {first_day})"
+        )
+    ranges = {
+        "train_baseline": (first_day, window_start),
+        "test_baseline": (window_start, window_end),
+        "train_current": (window_end, test_current_start),
+        "test_current": (test_current_start, end),
+    }
+    used = replace(
+        windows,
+        test_baseline_days=(window_end - window_start).days,
+        train_current_days=(test_current_start - window_end).days,
+        baseline_start=None,
+        baseline_end=window_end,
+    )
+    return _cut(raw, ranges, used)
