@@ -44,6 +44,7 @@ from bike_assets_tests.obs_stack import (
 )
 from bike_assets_tests.serving_fixtures import COUNTERS, publish, trained
 from bike_assets_tests.stack import require_binary
+from bike_assets_tests.stack_harness import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -52,19 +53,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def _local(port: int) -> str:
     return f"http://127.0.0.1:{port}"
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float, what: Callable[[], str] | str) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` (evaluated then, so it
-    can describe the state at the deadline) when it never does."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {timeout_s} s: {what() if callable(what) else what}")
-        time.sleep(0.25)
 
 
 def _assert_all_stopped(services: list[Service], marker: str) -> None:
@@ -309,6 +297,19 @@ def _push_batch_metrics(metrics: BatchMetricsResource, platform: Platform) -> No
     assert metrics.push_retrain_decision("P4")
 
 
+def _scraped_twice(prometheus: str, name: str) -> Callable[[], list[Any]]:
+    """A check: every series of `name` has at least two samples in the last minute."""
+    return lambda: list(
+        query(prometheus, f"min(count_over_time({name}[1m])) >= 2")["data"]["result"]
+    )
+
+
+def _rule(prometheus: str, alertname: str) -> dict[str, Any]:
+    groups = requests.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r["name"] == alertname]
+    return dict(rule)
+
+
 def _firing(prometheus: str, alertname: str) -> list[dict[str, Any]]:
     alerts = requests.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     return [a for a in alerts if a["labels"]["alertname"] == alertname and a["state"] == "firing"]
@@ -343,11 +344,10 @@ def test_every_panel_shows_data_and_a_low_r2_reaches_discord(
     prometheus = stack.prometheus.url
     queries = [(where, substitute(expr)) for where, expr in panel_queries()]
 
-    def empty_panels() -> list[str]:
-        return [where for where, q in queries if not query(prometheus, q)["data"]["result"]]
-
-    # rate() and increase() need two scrapes after the traffic: poll, then check each query
-    wait_until(lambda: not empty_panels(), 60, lambda: f"panels without data: {empty_panels()}")
+    # rate() and increase() need two samples: wait until Prometheus scraped the API traffic and
+    # the last pushed metrics at least twice, then every query must return a series.
+    for scraped in ("litestar_requests_total", "bike_retrain_decisions_total"):
+        wait_for(f"two scrapes of {scraped}", _scraped_twice(prometheus, scraped), 60, poll_s=0.25)
     for where, promql in queries:
         answer = query(prometheus, promql)
         assert answer["status"] == "success", f"{where}: {answer}"
@@ -356,14 +356,22 @@ def test_every_panel_shows_data_and_a_low_r2_reaches_discord(
     rows = query(prometheus, "bike_records_ingested_last_run")["data"]["result"]
     assert float(rows[0]["value"][1]) > 0
 
-    # A healthy champion fires nothing; then R2 drops below R2_CRITICAL.
-    assert not _firing(prometheus, "BikeChampionR2BelowCritical")
+    # A healthy champion fires nothing (the rule was evaluated on it); then R2 drops below
+    # R2_CRITICAL.
+    rule = _rule(prometheus, "BikeChampionR2BelowCritical")
+    assert (rule["health"], rule["state"]) == ("ok", "inactive"), rule
     assert metrics.push_health(0.2, 120.0, mae=80.0)
-    wait_until(lambda: _firing(prometheus, "BikeChampionR2BelowCritical"), 30, "alert firing")
-    (message,) = wait_until(
+    wait_for(
+        "BikeChampionR2BelowCritical to fire in Prometheus",
+        lambda: _firing(prometheus, "BikeChampionR2BelowCritical"),
+        30,
+        poll_s=0.25,
+    )
+    (message,) = wait_for(
+        "a Discord message for BikeChampionR2BelowCritical",
         lambda: _discord_messages(stack.discord, "BikeChampionR2BelowCritical"),
         40,
-        "no Discord message for BikeChampionR2BelowCritical",
+        poll_s=0.25,
     )
     (embed,) = message["embeds"]
     assert embed["title"].startswith("[FIRING:1] BikeChampionR2BelowCritical")
