@@ -9,8 +9,9 @@ global state, and the resource stays a typed `ConfigurableResource`.
 Guarantees, method by method:
 * `start_or_get_run(dagster_run_id, run_name)` returns the id of THE MLflow run tagged
   `dagster_run_id` in the experiment, creating it if there is none. Two steps racing may both
-  create one; each then re-reads the tagged runs, the oldest wins and a loser deletes its own,
-  so both return the same id. The run is left FINISHED after every write of this resource (MLflow
+  create one; each then waits `RACE_SETTLE_S`, re-reads the tagged runs, the oldest wins and a
+  loser deletes its own, so both return the same id (unless creating a run takes longer than
+  the pause). The run is left FINISHED after every write of this resource (MLflow
   accepts writes to a finished run; a crashed step thus leaves no run RUNNING forever).
 * `log_training(pipeline, ...)` logs params, metrics and tags to that run (or to a new run when
   `dagster_run_id` is None) and logs the pipeline as the MLflow model `model_name`, registered as
@@ -47,6 +48,7 @@ import importlib.util
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +64,7 @@ from bike_assets.ml.artifact import ARTIFACT_SUFFIX, save_pipeline
 from bike_assets.settings import REGISTERED_MODEL_NAME
 
 DAGSTER_RUN_TAG = "dagster_run_id"
+RACE_SETTLE_S = 0.5  # once per Dagster run, when its MLflow run is created
 MODEL_CODE_MODULE = "bike_assets.ml.mlflow_model"
 PIPELINE_ARTIFACT = "pipeline"  # = bike_assets.ml.mlflow_model.PIPELINE_ARTIFACT (not imported:
 # importing that module registers its model with MLflow)
@@ -122,6 +125,10 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
             experiment_id, run_name=run_name, tags={DAGSTER_RUN_TAG: dagster_run_id}
         )
         client.set_terminated(created.info.run_id)
+        # A step that raced us may have created its run before ours but committed it after our
+        # search: wait for concurrent creations to land, then all racers see the same set and
+        # agree on the oldest. A creation slower than the pause can still leave two runs.
+        time.sleep(RACE_SETTLE_S)
         winner = str(self._tagged_runs(experiment_id, dagster_run_id)[0].info.run_id)
         if winner != created.info.run_id:
             client.delete_run(created.info.run_id)
