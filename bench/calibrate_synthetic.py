@@ -7,19 +7,17 @@ The real data is only read (never copied into the repository). The synthetic cit
 over the same period with the same number of counters as the real extract (52) and with the
 platform default (80).
 
-Timestamps of the real extract: in the stored file the commuter peaks sit at 07h/16-17h Paris
-time in winter and at 06h/16h in summer, i.e. one hour earlier in summer than in winter. Cyclists
-follow the wall clock, so the stored instants are off by exactly the Paris UTC offset (a naive
-UTC clock was localised as Paris time upstream). By default this script repairs them
-(`stored -> Paris wall clock -> read as UTC`), which puts the peaks at 08-09h and 17-19h in both
-seasons; `--raw-timestamps` compares against the file as stored.
+Timestamps of the real extract: the copy corrected on 2026-11-30 stores true UTC instants (weekday
+peaks at 08-09h and 18-19h Paris time in both seasons), so they are used as stored. The first copy
+was shifted by the Paris UTC offset (peaks at 07h/16-17h in winter, 06h/16h in summer);
+`--repair-timestamps` applies the old repair (`stored -> Paris wall clock -> read as UTC`) for
+such a copy. The report shows the weekday peak hours per UTC offset either way, as evidence.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from zoneinfo import ZoneInfo
 import holidays
 import numpy as np
 import pandas as pd
+from _machine import cpu_model
 
 from bike_assets.settings import PARIS_TZ
 from bike_assets.sources.synthetic import generate_counts
@@ -60,6 +59,7 @@ class Summary:
 
 
 def load_real(path: Path, raw_timestamps: bool) -> pd.DataFrame:
+    """The real counts; `raw_timestamps=False` applies the repair the old, shifted copy needed."""
     real = pd.read_parquet(path, columns=["id_compteur", "sum_counts", "date"])
     ts = pd.to_datetime(real["date"], utc=True)
     if not raw_timestamps:
@@ -115,7 +115,7 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def stored_peak_hours(path: Path) -> str:
-    """Evidence for the timestamp repair: weekday peak hours by UTC offset, as stored."""
+    """Weekday peak hours by UTC offset, as stored: equal across offsets when the file is right."""
     real = load_real(path, raw_timestamps=True)
     local = real["timestamp"].dt.tz_convert(PARIS_TZ)
     keep = local.dt.weekday < 5
@@ -130,8 +130,14 @@ def stored_peak_hours(path: Path) -> str:
     return "\n".join(lines)
 
 
-def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, float],
-             repaired: bool, evidence: str, stored: Summary | None) -> str:
+def markdown(
+    summaries: list[Summary],
+    reference: Summary,
+    timings: dict[str, float],
+    repaired: bool,
+    evidence: str,
+    stored: Summary | None,
+) -> str:
     head = "| metric | " + " | ".join(s.label for s in summaries) + " |"
     sep = "|---|" + "---|" * len(summaries)
     rows = [
@@ -143,33 +149,48 @@ def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, fl
         ("share of zeros", [f"{s.zero_share:.3f}" for s in summaries]),
         ("share of zeros 00-05h", [f"{s.zero_share_night:.3f}" for s in summaries]),
         ("share of zeros 07-20h", [f"{s.zero_share_day:.3f}" for s in summaries]),
-        ("workday profile corr. vs real excl. lockdown",
-         [f"{corr(s.weekday_profile, reference.weekday_profile):.4f}" for s in summaries]),
-        ("weekend profile corr. vs real excl. lockdown",
-         [f"{corr(s.weekend_profile, reference.weekend_profile):.4f}" for s in summaries]),
-        *[(f"mean on {k}", [f"{s.day_type_mean[k]:.1f}" for s in summaries])
-          for k in reference.day_type_mean],
+        (
+            "workday profile corr. vs real excl. lockdown",
+            [f"{corr(s.weekday_profile, reference.weekday_profile):.4f}" for s in summaries],
+        ),
+        (
+            "weekend profile corr. vs real excl. lockdown",
+            [f"{corr(s.weekend_profile, reference.weekend_profile):.4f}" for s in summaries],
+        ),
+        *[
+            (f"mean on {k}", [f"{s.day_type_mean[k]:.1f}" for s in summaries])
+            for k in reference.day_type_mean
+        ],
     ]
     if stored is not None:
-        # what a comparison against the unrepaired file would say
+        # what a comparison against the file as stored would say
         rows[-4:-4] = [
-            ("workday profile corr. vs real as stored (no repair)",
-             [f"{corr(s.weekday_profile, stored.weekday_profile):.4f}" for s in summaries]),
-            ("weekend profile corr. vs real as stored (no repair)",
-             [f"{corr(s.weekend_profile, stored.weekend_profile):.4f}" for s in summaries]),
+            (
+                "workday profile corr. vs real as stored (no repair)",
+                [f"{corr(s.weekday_profile, stored.weekday_profile):.4f}" for s in summaries],
+            ),
+            (
+                "weekend profile corr. vs real as stored (no repair)",
+                [f"{corr(s.weekend_profile, stored.weekend_profile):.4f}" for s in summaries],
+            ),
         ]
     table = [head, sep, *(f"| {name} | " + " | ".join(vals) + " |" for name, vals in rows)]
 
-    prof_head = "| hour (Paris) | " + " | ".join(
-        f"{s.label} {kind}" for kind in ("wd", "we") for s in summaries) + " |"
+    prof_head = (
+        "| hour (Paris) | "
+        + " | ".join(f"{s.label} {kind}" for kind in ("wd", "we") for s in summaries)
+        + " |"
+    )
     prof_rows = [prof_head, "|---|" + "---|" * (2 * len(summaries))]
     for h in range(24):
         vals = [f"{s.weekday_profile[h]:.2f}" for s in summaries]
         vals += [f"{s.weekend_profile[h]:.2f}" for s in summaries]
         prof_rows.append(f"| {h:02d} | " + " | ".join(vals) + " |")
 
-    month_rows = ["| month | " + " | ".join(s.label for s in summaries) + " |",
-                  "|---|" + "---|" * len(summaries)]
+    month_rows = [
+        "| month | " + " | ".join(s.label for s in summaries) + " |",
+        "|---|" + "---|" * len(summaries),
+    ]
     for m in (9, 10, 11, 12, 1, 2, 3, 4, 5, 6, 7, 8):
         vals = [f"{s.monthly_mean.get(m, float('nan')):.1f}" for s in summaries]
         month_rows.append(f"| {m:02d} | " + " | ".join(vals) + " |")
@@ -178,7 +199,9 @@ def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, fl
     timing = ", ".join(f"{k}: {v:.2f} s" for k, v in timings.items())
     note = (
         "Real timestamps repaired (stored instants were shifted by the Paris UTC offset, see "
-        "below)." if repaired else "Real timestamps used as stored (no repair)."
+        "below)."
+        if repaired
+        else "Real timestamps used as stored (no repair)."
     )
     return "\n".join(
         [
@@ -188,7 +211,7 @@ def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, fl
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"pandas {pd.__version__}.",
             f"Command: `python bench/calibrate_synthetic.py --data <real parquet>`"
-            f"{' --raw-timestamps' if not repaired else ''}.",
+            f"{' --repair-timestamps' if repaired else ''}.",
             "",
             "Real data: Paris Open Data `comptage-velo-donnees-compteurs` (Ville de Paris, ODbL), "
             "52 counters, 2020-09-01 → 2021-08-09. Synthetic: `generate_counts(seed=42)` over the "
@@ -200,7 +223,7 @@ def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, fl
             "",
             *table,
             "",
-            "Reading: the hourly shapes of the generator are rounded from the (repaired) real "
+            "Reading: the hourly shapes of the generator are rounded from the real "
             "profiles, so the ~0.999 profile correlations check the implementation (Paris local "
             "time, DST, day types, holidays, per-counter skew) rather than validate it "
             "independently. Levels, quantiles and zeros come from the counter scales, "
@@ -218,30 +241,18 @@ def markdown(summaries: list[Summary], reference: Summary, timings: dict[str, fl
             "",
             *month_rows,
             "",
-            "### Why the real timestamps are repaired",
+            "### Are the real timestamps right?",
             "",
             "Weekday peak hours of the real file *as stored*, split by the UTC offset in force:",
             "",
             evidence,
             "",
-            "The peaks move by one hour between winter (+01:00) and summer (+02:00) time; "
-            "commuters do not. Reading the stored Paris wall clock as UTC puts both seasons' "
-            "peaks at 08-09h and 17-19h Paris time. Whoever trains or benchmarks on this file "
-            "should apply the same repair, or calendar features will be off by 1-2 hours.",
+            "Commuters follow the wall clock: in a correct file the peaks sit at the same Paris "
+            "hours in winter (+01:00) and summer (+02:00). Peaks one hour apart between the two "
+            "offsets are the signature of the old, shifted copy (use `--repair-timestamps`).",
             "",
         ]
     )
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    out = subprocess.run(["uname", "-p"], capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,11 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="real counts parquet (read only)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="Markdown file to write")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--raw-timestamps", action="store_true",
-                        help="compare with the real timestamps as stored (no offset repair)")
+    parser.add_argument(
+        "--repair-timestamps",
+        action="store_true",
+        help="repair the offset shift of the old (pre 2026-11-30) copy",
+    )
     args = parser.parse_args(argv)
 
-    real = load_real(args.data, args.raw_timestamps)
+    real = load_real(args.data, raw_timestamps=not args.repair_timestamps)
     real_ref = summarise("real excl. lockdown", without_lockdown(real))
     summaries = [summarise("real (all)", real), real_ref]
     timings: dict[str, float] = {}
@@ -264,10 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(summarise(f"synthetic {n}", synth))
 
     stored = None
-    if not args.raw_timestamps:
+    if args.repair_timestamps:
         stored = summarise("real as stored", without_lockdown(load_real(args.data, True)))
-    text = markdown(summaries, real_ref, timings, not args.raw_timestamps,
-                    stored_peak_hours(args.data), stored)
+    text = markdown(
+        summaries, real_ref, timings, args.repair_timestamps, stored_peak_hours(args.data), stored
+    )
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
