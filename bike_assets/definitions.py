@@ -4,7 +4,15 @@ from typing import Any
 
 import dagster as dg
 
-from bike_assets.assets import champion, datasets, evaluation, ingestion, monitoring, training
+from bike_assets.assets import (
+    champion,
+    champion_level,
+    datasets,
+    evaluation,
+    ingestion,
+    monitoring,
+    training,
+)
 from bike_assets.jobs import (
     counters_job,
     daily_predictions_job,
@@ -14,11 +22,7 @@ from bike_assets.jobs import (
     weekly_monitor_job,
 )
 from bike_assets.resources.factory import build_resources
-from bike_assets.schedules import (
-    daily_ingest_schedule,
-    daily_predictions_schedule,
-    weekly_monitor_schedule,
-)
+from bike_assets.schedules import daily_ingest_schedule, default_automation_condition_sensor
 from bike_assets.sensors import build_sensors
 from bike_assets.settings import Settings
 
@@ -29,6 +33,7 @@ ASSETS = [
     training.challenger_model,
     evaluation.evaluation_report,
     champion.champion,
+    champion_level.champion_level,
     monitoring.champion_health,
     monitoring.drift_report,
     monitoring.predictions,
@@ -53,8 +58,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=JOBS,
-        schedules=[daily_ingest_schedule, daily_predictions_schedule, weekly_monitor_schedule],
-        sensors=build_sensors(settings),
+        schedules=[daily_ingest_schedule],
+        sensors=[*build_sensors(settings), default_automation_condition_sensor],
         resources=build_resources(settings),
     )
 

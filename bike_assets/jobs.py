@@ -5,6 +5,7 @@ import dagster as dg
 from bike_assets.lifecycle.champion_moves import promote, read_champion
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
+from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
@@ -67,6 +68,7 @@ def rollback_champion(
     tracking: MlflowTracking,
     warehouse: Warehouse,
     alerts: DiscordResource,
+    batch_metrics: BatchMetricsResource,
 ) -> None:
     current, broken = read_champion(champion_store)
     if broken:
@@ -106,6 +108,7 @@ def rollback_champion(
         alerts=alerts,
         alert_level="warning",
     )
+    batch_metrics.push_deployment("ROLLBACK", run_id=context.run_id)
     context.log.info(reason)
 
 

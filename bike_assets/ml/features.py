@@ -12,6 +12,7 @@ across DST changes); the timestamps themselves stay tz-aware UTC everywhere else
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -268,6 +269,27 @@ class ForecastFeatures(CalendarFeatures):
         (they are most of the cost of the features on a year of hourly rows)."""
         codes, cal, hours = self._fit(frame, y)
         return self._assemble(codes, cal, hours)
+
+    def with_recent_counts(self, frame: pd.DataFrame, y: Any) -> ForecastFeatures:
+        """A copy whose recent levels are those of the weeks ending with `frame` (the daily
+        level update): forecasts after `frame` get the last `level_weeks` weeks of it, the
+        same definition as at fit. The counters, the calendar choices and the whole-history
+        profile stay as fitted; rows of counters the model does not know are ignored. A model
+        fitted without levels (too short a history) is returned unchanged: its trees never saw
+        a level to start from."""
+        if not self.tables_:
+            return self
+        rows = frame["counter_id"].astype(str).isin(self._codes)
+        frame, y = frame.loc[rows], np.asarray(y, dtype=np.float64)[rows.to_numpy()]
+        hours = utc_hours(frame["timestamp"])
+        if not len(hours) or (hours.max() + 1 - hours.min()) < self.level_weeks * WEEK_HOURS:
+            raise ValueError(f"a level update needs {self.level_weeks} weeks of recent counts")
+        updated = copy.deepcopy(self)
+        updated.end_hour_ = int(hours.max()) + 1
+        codes = updated.counter_codes(frame["counter_id"])
+        updated._fit_levels(frame, y, codes, calendar_frame(frame["timestamp"]), hours)
+        updated.tables_["profile_level"] = self.tables_["profile_level"]
+        return updated
 
     def _fit(
         self, frame: pd.DataFrame, y: Any

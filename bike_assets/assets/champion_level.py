@@ -1,0 +1,84 @@
+"""The champion's recent level, refreshed every day from raw_counts (no retraining)."""
+
+import dataclasses
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from bike_assets.lifecycle.audit import record_decision
+from bike_assets.lifecycle.champion_moves import read_champion
+from bike_assets.lifecycle.regression_window import current_window
+from bike_assets.ml.level_update import LEVEL_WEEKS_NEEDED, refresh_level
+from bike_assets.resources.champion_store import ChampionStore
+from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.warehouse import Warehouse
+from bike_assets.settings import PARIS_TZ
+
+
+def _paris_midnight(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day, tz=PARIS_TZ).tz_convert("UTC")
+
+
+@dg.asset(
+    group_name="serving",
+    deps=["raw_counts", "champion"],
+    kinds={"scikit-learn"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="The served champion with its recent level (counter x hour-of-week of the last "
+    "4 weeks) recomputed up to the last ingested Paris day: a new artifact of the same "
+    "version, named by the pointer (level_as_of), which the API hot-reloads. Runs when "
+    "raw_counts lands; a no-op when the level is already that fresh. The trees and the "
+    "training range stay as promoted; the regression window is never read.",
+)
+def champion_level(
+    context: dg.AssetExecutionContext,
+    champion_store: ChampionStore,
+    model_store: ModelStore,
+    warehouse: Warehouse,
+) -> dg.MaterializeResult:
+    pointer, broken = read_champion(champion_store)
+    last = warehouse.last_count_timestamp()
+    if pointer is None or last is None:
+        why = broken or ("no champion yet" if pointer is None else "raw_counts is empty")
+        return dg.MaterializeResult(metadata={"state": "skipped", "reason": why})
+    # whole Paris days only: the level of a half-ingested day would look like a traffic drop
+    last_day = (last + pd.Timedelta(hours=1)).tz_convert(PARIS_TZ).date() - timedelta(days=1)
+    if pointer.level_as_of and pointer.level_as_of >= last_day.isoformat():
+        return dg.MaterializeResult(
+            metadata={"state": "up to date", "level_as_of": pointer.level_as_of}
+        )
+    end = _paris_midnight((last_day + timedelta(days=1)).isoformat())
+    recent = warehouse.read_counts(end - pd.Timedelta(weeks=LEVEL_WEEKS_NEEDED), end)
+    window = current_window(warehouse)
+    if window is not None:
+        start_w, end_w = (_paris_midnight(day.isoformat()) for day in window)
+        recent = recent[(recent["timestamp"] < start_w) | (recent["timestamp"] >= end_w)]
+    updated = refresh_level(model_store.load(pointer.model_uri), recent)
+    uri = model_store.save(updated, f"{pointer.version}-level-{last_day.isoformat()}")
+    latest, _ = read_champion(champion_store)
+    if latest is None or latest.version != pointer.version:
+        # a promotion landed meanwhile: its artifact is fresher than this update
+        return dg.MaterializeResult(metadata={"state": "superseded", "reason": "new champion"})
+    moved = dataclasses.replace(latest, model_uri=uri, level_as_of=last_day.isoformat())
+    champion_store.write(moved)
+    record_decision(
+        warehouse,
+        kind="level_update",
+        decision="LEVEL",
+        value=None,
+        detail=f"v{moved.version} ({moved.kind}): level as of {last_day}, "
+        f"was {pointer.level_as_of or 'unknown'}",
+        run_id=context.run.run_id,
+    )
+    context.log.info("champion v%s: level as of %s", moved.version, last_day)
+    return dg.MaterializeResult(
+        metadata={
+            "state": "updated",
+            "champion_version": moved.version,
+            "champion_kind": moved.kind,
+            "level_as_of": moved.level_as_of,
+            "previous_level_as_of": pointer.level_as_of,
+            "level_rows": len(recent),
+        }
+    )
