@@ -141,20 +141,30 @@ def test_big_batches_of_random_hours_equal_the_pipeline(client: Client) -> None:
     assert (metric(client, "bike_predictions_total", source="day_cache") or 0) > 0
 
 
-def test_a_forecast_week_outside_the_window_is_the_pipeline_and_is_not_cached(
+def test_a_forecast_week_outside_the_window_is_cached_by_counter_day(client: Client) -> None:
+    """168 hours of one counter: 8 counter-days (192 rows) computed in one call, then read."""
+    start = datetime(2030, 1, 7, 5, tzinfo=UTC)
+    params = {"counter_id": COUNTERS[2], "start": start.isoformat(), "hours": "168"}
+    hours = np.arange(168) + int(start.timestamp()) // 3600
+    for _ in range(2):
+        body = client.get("/forecast", params=params).json()
+        got = np.array([p["predicted_count"] for p in body["predictions"]])
+        np.testing.assert_array_equal(got, pipeline_counts([COUNTERS[2]] * 168, hours))
+    assert metric(client, "bike_predictions_total", source="day_cache") == 2 * 168
+    assert len(client.app.state.services.holder.require().days) == 8
+
+
+def test_hours_scattered_over_many_days_go_row_by_row_and_are_not_cached(
     client: Client,
 ) -> None:
-    """168 hours of one counter: 7 whole days x every counter would be 5x the work, so the rows
-    are predicted as they are (and nothing is cached for them)."""
-    start = datetime(2030, 1, 7, tzinfo=UTC)
-    body = client.get(
-        "/forecast",
-        params={"counter_id": COUNTERS[2], "start": start.isoformat(), "hours": 168},
-    ).json()
-    hours = np.arange(168) + int(start.timestamp()) // 3600
-    got = np.array([p["predicted_count"] for p in body["predictions"]])
-    np.testing.assert_array_equal(got, pipeline_counts([COUNTERS[2]] * 168, hours))
-    assert metric(client, "bike_predictions_total", source="pipeline") == 168
+    """300 hours on 300 days: 300 counter-days would be 24x the work, so the rows are predicted
+    as they are."""
+    first = int(datetime(2040, 1, 1, tzinfo=UTC).timestamp()) // 3600
+    hours = first + 24 * np.arange(300) + 7
+    stamps = [datetime.fromtimestamp(h * 3600, UTC).isoformat() for h in hours.tolist()]
+    ids = [COUNTERS[0]] * len(stamps)
+    np.testing.assert_array_equal(served(client, ids, stamps), pipeline_counts(ids, hours))
+    assert metric(client, "bike_predictions_total", source="pipeline") == 300
     assert len(client.app.state.services.holder.require().days) == 0
 
 
@@ -176,28 +186,28 @@ def _counting(calls: list[int], codes: Any, hours: Any) -> np.ndarray:
     return predict_rows(trained("1"), np.asarray(sorted(COUNTERS), dtype=object), codes, hours)
 
 
-def test_concurrent_misses_of_one_day_make_one_pipeline_call() -> None:
+def test_concurrent_misses_of_one_counter_day_make_one_pipeline_call() -> None:
     calls: list[int] = []
     days = DayCache(functools.partial(_counting, calls), len(COUNTERS))
-    hour = int(datetime(2040, 5, 5, 12, tzinfo=UTC).timestamp()) // 3600
+    day_start = int(datetime(2040, 5, 5, tzinfo=UTC).timestamp()) // 3600
+    code = 3
 
-    async def ask(code: int) -> float:
-        answer = await days.predict(np.array([code]), np.array([hour + code], dtype=np.int64))
+    async def ask(hour: int) -> float:
+        answer = await days.predict(np.array([code]), np.array([hour], dtype=np.int64))
         return float(answer.values[0])
 
     async def many() -> list[float]:
-        return await asyncio.gather(*(ask(i % len(COUNTERS)) for i in range(20)))
+        return await asyncio.gather(*(ask(day_start + i) for i in range(24)))
 
     got = asyncio.run(many())
-    assert calls == [len(COUNTERS) * HOURS_PER_DAY]  # one call: the whole day, every counter
-    ids = [sorted(COUNTERS)[i % len(COUNTERS)] for i in range(20)]
-    expected = pipeline_counts(ids, np.array([hour + i % len(COUNTERS) for i in range(20)]))
+    assert calls == [HOURS_PER_DAY]  # one call: the whole day of that counter
+    expected = pipeline_counts([sorted(COUNTERS)[code]] * 24, np.arange(24) + day_start)
     np.testing.assert_array_equal(got, expected)
 
 
 def test_memory_is_bounded_and_evicted_days_are_computed_again() -> None:
     calls: list[int] = []
-    day_bytes = len(COUNTERS) * HOURS_PER_DAY * 8
+    day_bytes = len(COUNTERS) * (HOURS_PER_DAY * 8 + 1)  # values + the filled flag
     days = DayCache(functools.partial(_counting, calls), len(COUNTERS), max_bytes=4 * day_bytes)
     assert days.capacity == 4
     first = 24 * 20_000
