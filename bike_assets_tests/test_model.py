@@ -137,6 +137,15 @@ def test_refit_reuses_the_choices_on_other_rows(history) -> None:
     assert features.end_hour_ > result.pipeline.named_steps["features"].end_hour_
 
 
+def test_the_neural_net_family_is_selectable(history) -> None:
+    params = replace(FAST, kind="mlp", max_iter=30)
+    result = fit_with_selection(history, params)
+    pred = predict_counts(result.pipeline, future_rows(history, hours=7 * 24))
+    assert np.isfinite(pred).all() and (pred >= 0).all()
+    assert pred.max() > 10  # it learned the peaks
+    assert known_counters(result.pipeline) == sorted(COUNTERS)
+
+
 def test_random_forest_is_selectable(history) -> None:
     params = replace(FAST, kind="random_forest", n_estimators=5, max_depth=6)
     result = fit_with_selection(history, params)

@@ -23,7 +23,10 @@ _DEFAULTS = ModelParams()  # the defaults chosen by time-based validation (bench
 
 
 class TrainingConfig(dg.Config):
-    kind: Literal["hgb", "random_forest"] = Field(_DEFAULTS.kind, description="Model family.")
+    kind: Literal["hgb", "random_forest", "mlp"] = Field(
+        _DEFAULTS.kind,
+        description="Model family: hgb (default), random_forest, or mlp (a small neural net).",
+    )
     learning_rate: float = _DEFAULTS.learning_rate
     max_iter: int = _DEFAULTS.max_iter
     max_leaf_nodes: int = _DEFAULTS.max_leaf_nodes

@@ -17,8 +17,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.neural_network import MLPRegressor
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from bike_assets.ml.features import (
@@ -32,7 +36,7 @@ from bike_assets.ml.features import (
 )
 from bike_assets.ml.metrics import score
 
-ModelKind = Literal["hgb", "random_forest"]
+ModelKind = Literal["hgb", "random_forest", "mlp"]
 Target = Literal["poisson", "log1p"]
 
 
@@ -177,7 +181,9 @@ class RecentLevelRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 def build_pipeline(params: ModelParams, target: Target = "poisson") -> Pipeline:
     """An unfitted pipeline. `target` matters for `hgb` only (Poisson loss or a log1p target)."""
     model: Any
-    if params.kind == "random_forest":
+    if params.kind == "mlp":
+        model = mlp_regressor(params)
+    elif params.kind == "random_forest":
         model = RandomForestRegressor(
             n_estimators=params.n_estimators,
             max_depth=params.max_depth,
@@ -212,6 +218,38 @@ def build_pipeline(params: ModelParams, target: Target = "poisson") -> Pipeline:
     return Pipeline([("features", features), ("model", model)])
 
 
+def mlp_regressor(params: ModelParams) -> Any:
+    """The original system's second family, a small neural net, on the same features: the
+    counter one-hot (the original's embedding, at this size), the rest standardized, missing
+    levels imputed (with a flag), a log1p target (the net then fits relative errors)."""
+    one_hot = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    numeric = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    columns = ColumnTransformer(
+        [
+            ("counter", one_hot, [COUNTER_FEATURE]),
+            ("numeric", numeric, [i for i in range(len(FORECAST_FEATURE_NAMES)) if i]),
+        ]
+    )
+    net = MLPRegressor(
+        hidden_layer_sizes=(64, 32),
+        learning_rate_init=1e-3,
+        max_iter=params.max_iter,
+        early_stopping=True,  # its validation fraction is the LAST rows: time-ordered input
+        random_state=params.random_state,
+    )
+    return TransformedTargetRegressor(
+        regressor=Pipeline([("columns", columns), ("net", net)]),
+        func=np.log1p,
+        inverse_func=np.expm1,
+        check_inverse=False,
+    )
+
+
 def training_rows(train: pd.DataFrame, params: ModelParams) -> pd.DataFrame:
     """The rows a model learns from: the last `history_days`, without sensor outages when
     `drop_outages`."""
@@ -242,7 +280,7 @@ def fit_pipeline(pipeline: Pipeline, train: pd.DataFrame, params: ModelParams) -
     rows = training_rows(train, params)
     kwargs: dict[str, Any] = {}
     weights = recency_weights(rows["timestamp"], params.half_life_days)
-    if weights is not None:
+    if weights is not None and params.kind != "mlp":  # the net's pipeline takes no weights
         kwargs["model__sample_weight"] = weights
     with _fit_threads(params):
         return pipeline.fit(rows.loc[:, INPUT_COLUMNS], rows["count"], **kwargs)
