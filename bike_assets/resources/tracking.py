@@ -45,6 +45,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -153,6 +154,9 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
 
         from bike_assets.ml.model import predict_counts
 
+        # A progress bar for copying the model's files is noise in Dagster's logs and the demo
+        # (setdefault: an operator's explicit choice stands).
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         mlflow.set_tracking_uri(self.tracking_uri)
         client = self._client()
         if dagster_run_id is not None:
