@@ -4,29 +4,19 @@ import json
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from bike_assets.assets.training import TrainedModel
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.lifecycle.champion_moves import read_champion
-from bike_assets.lifecycle.unseen import unseen_mask
-from bike_assets.ml.metrics import mae_per_counter, score
-from bike_assets.ml.model import known_counters, predict_counts
-from bike_assets.ml.naive import seasonal_naive
+from bike_assets.lifecycle.evaluate import decide_on_splits, evaluate_split
 from bike_assets.ml.pointer import ChampionPointer
-from bike_assets.ml.promotion import ModelScores, decide_deployment
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
-
-MODELS = ("challenger", "champion", "naive")
-# Fewer hours than this outside the champion's training data say nothing about it: the champion
-# is then not scored on that split (and the decision table says what that means).
-MIN_UNSEEN_HOURS = 24
 
 
 def _load_champion(
@@ -54,47 +44,6 @@ def _load_champion(
     return pipeline, pointer, {"status": "ok", "version": pointer.version, "kind": pointer.kind}
 
 
-def evaluate_split(
-    test: pd.DataFrame,
-    history: pd.DataFrame,
-    challenger: Any,
-    champion: Any | None,
-    champion_pointer: ChampionPointer | None,
-) -> dict[str, Any]:
-    """Scores of every model on the same rows: those whose counter every model knows and,
-    when the champion is scored, only hours outside its training data (never in-sample)."""
-    known = set(known_counters(challenger))
-    if champion is not None:
-        known &= set(known_counters(champion))
-    rows = test[test["counter_id"].astype(str).isin(known)].reset_index(drop=True)
-    champion_note = "no champion"
-    if champion is not None and champion_pointer is not None:
-        unseen = unseen_mask(rows["timestamp"], champion_pointer.trained_range)
-        if rows.loc[unseen, "timestamp"].nunique() >= MIN_UNSEEN_HOURS:
-            dropped = int((~unseen).sum())
-            rows = rows.loc[unseen].reset_index(drop=True)
-            champion_note = f"scored on hours outside its training data ({dropped} rows left out)"
-        else:
-            champion, champion_note = None, "not scored: it trained on these hours"
-    preds = {"challenger": predict_counts(challenger, rows), "naive": seasonal_naive(history, rows)}
-    if champion is not None:
-        preds["champion"] = predict_counts(champion, rows)
-    raw_challenger = np.asarray(challenger.predict(rows.loc[:, ["counter_id", "timestamp"]]))
-    return {
-        "rows": len(rows),
-        "rows_excluded_unknown_counter": int((~test["counter_id"].astype(str).isin(known)).sum()),
-        "first_hour_utc": str(rows["timestamp"].min()),
-        "last_hour_utc": str(rows["timestamp"].max()),
-        "champion": champion_note,
-        "scores": {name: score(rows["count"], p) for name, p in preds.items()},
-        "per_counter_mae": {
-            name: mae_per_counter(rows["counter_id"], rows["count"], p) for name, p in preds.items()
-        },
-        "challenger_nan_predictions": int(np.isnan(raw_challenger).sum()),
-        "challenger_negative_predictions": int((raw_challenger < 0).sum()),
-    }
-
-
 def scores_table(report: dict[str, Any]) -> str:
     rows = []
     for split in ("test_baseline", "test_current"):
@@ -111,19 +60,6 @@ def scores_table(report: dict[str, Any]) -> str:
                 }
             )
     return pd.DataFrame(rows).round(3).to_markdown(index=False)
-
-
-def _end(trained_range: dict[str, Any]) -> pd.Timestamp:
-    """The end of a training range (the earliest possible when unknown)."""
-    end = trained_range.get("end")
-    return pd.Timestamp(end).tz_convert("UTC") if end else pd.Timestamp.min.tz_localize("UTC")
-
-
-def _scores(splits: dict[str, Any], name: str) -> ModelScores:
-    return ModelScores(
-        test_baseline=splits["test_baseline"]["scores"].get(name),
-        test_current=splits["test_current"]["scores"].get(name),
-    )
 
 
 @dg.asset(
@@ -161,16 +97,7 @@ def evaluation_report(
         "test_current": evaluate_split(test_current, history, challenger, champion, pointer),
     }
     champion_scored = any("champion" in s["scores"] for s in splits.values())
-    decision = decide_deployment(
-        challenger=_scores(splits, "challenger"),
-        champion=_scores(splits, "champion") if champion_scored else None,
-        naive=_scores(splits, "naive"),
-        champion_is_naive=pointer is not None and pointer.kind == "naive",
-        challenger_is_fresher=pointer is None
-        or _end(challenger_model.trained_range) > _end(pointer.trained_range),
-        baseline_r2_floor=thresholds.baseline_r2_floor,
-        tolerance=thresholds.promotion_tolerance,
-    )
+    decision = decide_on_splits(splits, challenger_model.trained_range, pointer, thresholds)
     if champion is not None and not champion_scored:
         champion_status["scored"] = "no: it trained on every test hour"
     report: dict[str, Any] = {

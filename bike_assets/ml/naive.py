@@ -43,13 +43,13 @@ class SeasonalNaive(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         timestamps = to_utc(X["timestamp"])
         self.counters_ = np.array(sorted(set(counters)), dtype=object)
         values = np.asarray(y, dtype=np.float64)
-        self.origin_ = timestamps.max() + pd.Timedelta(hours=1) if len(values) else None
         self.table_ = np.full((len(self.counters_), WEEK_HOURS), np.nan)
         self.counter_median_ = np.full(len(self.counters_), np.nan)
         self.overall_median_ = 0.0
         if not len(values):
             return self
-        recent = np.asarray(timestamps >= self.origin_ - pd.Timedelta(weeks=self.weeks))
+        origin = timestamps.max() + pd.Timedelta(hours=1)  # where its forecasts start
+        recent = np.asarray(timestamps >= origin - pd.Timedelta(weeks=self.weeks))
         if not recent.any():
             return self
         frame = pd.DataFrame(
