@@ -1,4 +1,7 @@
-"""Monitoring through real runs: health, drift, predictions, retrain_sensor, schedules."""
+"""Monitoring through real runs: health of the published forecasts, drift, retrain_sensor.
+
+The forecast history itself is tested in test_forecast_history.py, what triggers the
+monitoring assets in test_automation.py."""
 
 from __future__ import annotations
 
@@ -8,12 +11,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from bike_assets.ml.pointer import read_pointer
 from bike_assets.resources.warehouse import DuckDBWarehouse
-from bike_assets_tests.conftest import SMALL_SPLITS, Platform
+from bike_assets_tests.conftest import RANGE_END, RANGE_START, SMALL_SPLITS, Platform
 
 TRAIN_FIRST, TRAIN_LAST = date(2024, 1, 8), date(2024, 2, 8)
 WEEK_FIRST, WEEK_LAST = date(2024, 2, 9), date(2024, 2, 15)
@@ -33,6 +35,11 @@ def monitored_platform(monkeypatch: pytest.MonkeyPatch, drift: bool) -> Iterator
         platform.ingest(TRAIN_FIRST, TRAIN_LAST)
         platform.retrain()
         platform.ingest(WEEK_FIRST, WEEK_LAST)
+        # the week's issue days, backfilled: champion_health scores what was published
+        platform.run(
+            "daily_predictions_job",
+            tags={RANGE_START: WEEK_FIRST.isoformat(), RANGE_END: WEEK_LAST.isoformat()},
+        )
         platform.run("weekly_monitor_job")
         yield platform
 
@@ -109,21 +116,6 @@ def test_steady_week_with_healthy_champion_skips(steady: Platform) -> None:
     assert "P4" in (result.skip_message or "")
 
 
-def test_predictions_forecast_future_hours_with_the_champion(steady: Platform) -> None:
-    steady.run("daily_predictions_job")
-    table = steady.defs.load_asset_value("predictions", instance=steady.instance)
-    pointer = read_pointer(steady.settings.champion_pointer_uri)
-    assert pointer is not None
-    forecast = table[table["kind"] == "forecast"]
-    backtest = table[table["kind"] == "backtest"]
-    last_hour = pd.Timestamp(WEEK_LAST.isoformat(), tz="Europe/Paris") + pd.Timedelta(hours=23)
-    assert forecast["timestamp"].min() > last_hour  # only hours that have not happened yet
-    assert len(forecast) == forecast["counter_id"].nunique() * 168
-    assert set(table["model_version"]) == {pointer.version}
-    assert (table["predicted_count"] >= 0).all()
-    assert backtest["actual_count"].notna().all() and len(backtest) > 0
-
-
 def test_sensor_without_reports_explains_why_it_waits(platform: Platform) -> None:
     result, _ = evaluate_sensor(platform)
     assert isinstance(result, dg.SkipReason)
@@ -143,22 +135,3 @@ def test_daily_ingest_schedule_asks_for_yesterday_at_two(platform: Platform) -> 
     ) as ctx:
         requests = list(schedule.evaluate_tick(ctx).run_requests or [])
     assert [r.partition_key for r in requests] == ["2024-03-30"]
-
-
-@pytest.mark.parametrize(
-    ("name", "cron", "job"),
-    [
-        ("daily_predictions_schedule", "0 4 * * *", "daily_predictions_job"),
-        ("weekly_monitor_schedule", "0 5 * * 0", "weekly_monitor_job"),
-    ],
-)
-def test_monitoring_schedules(platform: Platform, name: str, cron: str, job: str) -> None:
-    schedule = platform.defs.get_schedule_def(name)
-    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
-        cron,
-        "Europe/Paris",
-        job,
-    )
-    with dg.build_schedule_context(instance=platform.instance) as ctx:
-        requests = list(schedule.evaluate_tick(ctx).run_requests or [])
-    assert len(requests) == 1

@@ -1,4 +1,14 @@
-"""Monitoring: forecasts, how the champion does on fresh hours, and whether the data drifted."""
+"""Monitoring: the forecast history, how its published forecasts did, whether the data drifted.
+
+What drives these assets (the README's automation table):
+
+* `predictions`: declarative automation. Today's issue day is requested once yesterday's
+  `raw_counts` partition has landed (and a champion exists); never on a clock, so never on stale
+  counts. A new champion does not re-issue a day: published forecasts stay what was published.
+* `champion_health`, `drift_report`: weekly, once the Monday..Sunday week is over AND a
+  `raw_counts` day landed after Monday 00:00 Paris (normally Sunday's, ingested at 02:00), so the
+  last 7 days they read are the complete week. `retrain_sensor` acts on their results.
+"""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -9,17 +19,61 @@ import pandas as pd
 from pydantic import Field
 
 from bike_assets.ml.metrics import score
-from bike_assets.ml.model import known_counters, predict_counts
 from bike_assets.monitoring.drift import measure_drift
+from bike_assets.monitoring.forecast_history import (
+    LOOKBACK_DAYS,
+    ForecastModel,
+    issue_forecast,
+    paris_day_start,
+    published_forecasts,
+)
+from bike_assets.partitions import issue_days
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.warehouse import Warehouse
-from bike_assets.settings import Settings
+from bike_assets.settings import PARIS_TZ, Settings
 
 DECISION_LOG = "decision_log"
 WINDOW = pd.Timedelta(days=7)
 MIN_HEALTH_ROWS = 24 * 3  # fewer scored hours than this says nothing about a model
+
+_settings = Settings.from_env()
+_STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
+
+# Eager on the issue day in progress, but a champion update is not a reason to re-issue: the
+# day's forecast was published; the new champion issues from the next day on. Eager still waits
+# while a dependency is missing (yesterday's counts, or any champion) or in progress.
+PREDICTIONS_AUTOMATION = (
+    dg.AutomationCondition.eager()
+    .replace(
+        "any_deps_updated",
+        dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets("champion")),
+    )
+    .with_label("issue today's forecast once yesterday's raw_counts landed")
+)
+
+WEEK_OVER_CRON = "0 0 * * 1"  # Monday 00:00 Paris: the Monday..Sunday week is over
+# on_cron with only raw_counts required to update since the tick: the champion, the splits and
+# the forecast history change rarely or on their own clock, and must not hold the week back.
+WEEKLY_MONITOR_AUTOMATION = (
+    dg.AutomationCondition.on_cron(WEEK_OVER_CRON, PARIS_TZ)
+    .replace(
+        f"all_deps_updated_since_cron({WEEK_OVER_CRON}, {PARIS_TZ})",
+        dg.AutomationCondition.all_deps_updated_since_cron(WEEK_OVER_CRON, PARIS_TZ).allow(
+            dg.AssetSelection.assets("raw_counts")
+        ),
+    )
+    .with_label("weekly, once the week's last raw_counts day landed")
+)
+
+
+def _issued_at_expr(env: str) -> str:
+    """Paris wall time of `issued_at` (stored in UTC): Dagster writes daily partition bounds as
+    Paris wall-clock strings, as for raw_counts' `timestamp` (`warehouse.partition_expr`)."""
+    if env == "gcp":
+        return "DATETIME(issued_at, 'Europe/Paris')"
+    return "timezone('Europe/Paris', issued_at)"
 
 
 def record_decision(
@@ -53,16 +107,19 @@ def _latest_window(warehouse: Warehouse) -> tuple[pd.Timestamp, pd.Timestamp] | 
 
 @dg.asset(
     group_name="monitoring",
-    deps=["raw_counts", "champion"],
+    deps=["raw_counts", "champion", "predictions"],
     kinds={"scikit-learn"},
     io_manager_key="object_io_manager",
-    description="The champion scored on the last 7 ingested days, only on hours after its "
-    "training range (never in-sample). Too few rows gives state insufficient_data.",
+    automation_condition=WEEKLY_MONITOR_AUTOMATION,
+    description="The forecasts that were PUBLISHED for the last 7 ingested days, scored against "
+    "the counts that arrived: for each (counter, hour), the most recent forecast by the current "
+    "champion version issued on or before that hour's Paris day (lead 0-23 h when predictions "
+    "ran daily), never an hour inside the training data of the model that issued it. Fewer "
+    f"than {MIN_HEALTH_ROWS} such hours gives state insufficient_data with the reason.",
 )
 def champion_health(
     context: dg.AssetExecutionContext,
     champion_store: ChampionStore,
-    model_store: ModelStore,
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
 ) -> dg.MaterializeResult:
@@ -81,28 +138,29 @@ def champion_health(
         health["reason"] = "raw_counts is empty"
     else:
         start, end = window
-        trained_end = pointer.trained_range.get("end")
-        if trained_end:
-            # Hours the champion saw in training would flatter it: score only later ones.
-            start = max(start, pd.Timestamp(trained_end).tz_convert("UTC") + pd.Timedelta(hours=1))
-        pipeline = model_store.load(pointer.model_uri)
-        actual = warehouse.read_counts(start, end)
-        actual = actual[actual["counter_id"].astype(str).isin(set(known_counters(pipeline)))]
+        health.update(
+            {"version": pointer.version, "window_start": str(start), "window_end": str(end)}
+        )
+        # The whole history is read: a year of daily issues for 80 counters is ~5M small rows.
+        published = published_forecasts(warehouse.read("predictions"), pointer.version, start, end)
+        actual = warehouse.read_counts(start, end)[["counter_id", "timestamp", "count"]]
+        actual = actual.assign(counter_id=actual["counter_id"].astype(str))
+        joined = published.merge(actual, on=["counter_id", "timestamp"], how="inner")
         health.update(
             {
-                "version": pointer.version,
-                "window_start": str(start),
-                "window_end": str(end),
-                "rows": len(actual),
+                "rows": len(joined),
+                "issues_scored": int(joined["issued_at"].nunique()),
+                "mean_lead_hours": float(joined["lead_hours"].mean()) if len(joined) else None,
             }
         )
-        if len(actual) < MIN_HEALTH_ROWS:
+        if len(joined) < MIN_HEALTH_ROWS:
             health["reason"] = (
-                f"{len(actual)} scored hours after the champion's training range "
-                f"(need {MIN_HEALTH_ROWS})"
+                f"{len(joined)} hours of [{start}, {end}) have both an arrived count and a "
+                f"forecast published by champion {pointer.version} after its training data "
+                f"(need {MIN_HEALTH_ROWS}); materialize the `predictions` issue days first"
             )
         else:
-            scores = score(actual["count"], predict_counts(pipeline, actual))
+            scores = score(joined["count"], joined["predicted_count"])
             health.update(
                 {"state": "ok", "r2": scores["r2"], "rmse": scores["rmse"], "mae": scores["mae"]}
             )
@@ -112,13 +170,23 @@ def champion_health(
         value=health,
         metadata={
             "state": health["state"],
-            "r2": health["r2"] if health["r2"] is not None else float("nan"),
-            "rmse": health["rmse"] if health["rmse"] is not None else float("nan"),
+            "r2": _or_nan(health["r2"]),
+            "rmse": _or_nan(health["rmse"]),
+            "mae": _or_nan(health["mae"]),
             "rows": health["rows"],
             "champion_version": health.get("version", "none"),
             "reason": health.get("reason", ""),
+            "window": f"{health['window_start']} .. {health['window_end']}"
+            if "window_start" in health
+            else "none",
+            "issues_scored": health.get("issues_scored", 0),
+            "mean_lead_hours": _or_nan(health.get("mean_lead_hours")),
         },
     )
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 class DriftConfig(dg.Config):
@@ -132,6 +200,7 @@ class DriftConfig(dg.Config):
     deps=["raw_counts"],
     kinds={"evidently"},
     io_manager_key="object_io_manager",
+    automation_condition=WEEKLY_MONITOR_AUTOMATION,
     description="Evidently DataDriftPreset: a seeded sample of train_baseline vs the last 7 "
     "days; the MEASURED share of drifted columns, per-column scores, an HTML report.",
 )
@@ -185,15 +254,32 @@ def drift_report(
 
 
 class PredictionsConfig(dg.Config):
-    horizon_hours: int = Field(168, ge=1, le=24 * 31)
+    horizon_days: int = Field(7, ge=1, le=31, description="Paris days forecast from the issue day.")
 
 
 @dg.asset(
+    partitions_def=issue_days,
+    # a backfill of issue days loads the champion once and reads the counts once
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="monitoring",
-    deps=["raw_counts", "champion"],
-    kinds={"scikit-learn", "duckdb"},
-    description="The champion's forecast for the next 7 days for every active counter (origin = "
-    "the hour after the last ingested one), plus its backtest on the last 7 ingested days.",
+    deps=[
+        dg.AssetDep(
+            "raw_counts",
+            # issue day D waits for the counts of D-1 (it also reads the 6 days before)
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
+        ),
+        "champion",
+    ],
+    kinds={"scikit-learn", _STORE_KIND},
+    metadata={"partition_expr": _issued_at_expr(_settings.env)},
+    automation_condition=PREDICTIONS_AUTOMATION,
+    description="The forecast history, one partition per Paris issue day D: the forecast of "
+    "every active counter for the Paris days D..D+6, made by the champion being served when "
+    "the partition is materialized, with its model version and uri in every row. No look-ahead: "
+    "only counts before D are read (`data_until` <= `issued_at`), so a backfill of past issue "
+    "days gives what those days would have issued with that model; `created_at` and "
+    "`model_trained_end` show when it was made and what the model had seen. Re-materializing a "
+    "day replaces that day's forecast only.",
 )
 def predictions(
     context: dg.AssetExecutionContext,
@@ -203,55 +289,38 @@ def predictions(
     warehouse: Warehouse,
 ) -> pd.DataFrame:
     pointer = champion_store.read()
-    window = _latest_window(warehouse)
-    if pointer is None or window is None:
-        raise dg.Failure("predictions need a champion and ingested counts: run retrain_job first")
+    if pointer is None:
+        raise dg.Failure("predictions need a champion: run retrain_job first")
     pipeline = model_store.load(pointer.model_uri)
-    start, origin = window
-    recent = warehouse.read_counts(start, origin)
-    known = set(known_counters(pipeline))
-    active = sorted(set(recent["counter_id"].astype(str)) & known)
-    hours = pd.date_range(origin, periods=config.horizon_hours, freq="h")
-    future = pd.DataFrame(
-        {"counter_id": np.repeat(active, len(hours)), "timestamp": np.tile(hours, len(active))}
+    model = ForecastModel.from_pointer(pointer)
+    keys = list(context.partition_keys)
+    # one read for the whole range: the lookback of the first day to the start of the last
+    counts = warehouse.read_counts(
+        paris_day_start(keys[0], -LOOKBACK_DAYS), paris_day_start(keys[-1])
     )
-    future["timestamp"] = pd.to_datetime(future["timestamp"], utc=True)
-    backtest = recent[recent["counter_id"].astype(str).isin(known)][
-        ["counter_id", "timestamp", "count"]
-    ].rename(columns={"count": "actual_count"})
-    frames = []
-    for kind, rows in (("forecast", future), ("backtest", backtest)):
-        if rows.empty:
-            continue
-        out = rows.assign(
-            kind=kind,
-            predicted_count=predict_counts(pipeline, rows),
-            origin=origin,
-            model_version=pointer.version,
+    created_at = datetime.now(UTC)
+    issues = []
+    for key in keys:
+        issue = issue_forecast(
+            pipeline, model, key, counts, horizon_days=config.horizon_days, created_at=created_at
         )
-        frames.append(out)
-    table = pd.concat(frames, ignore_index=True)
-    if "actual_count" not in table:
-        table["actual_count"] = np.nan
-    table["actual_count"] = table["actual_count"].astype("float64")
-    table["counter_id"] = table["counter_id"].astype(str)
-    context.add_output_metadata(
-        {
-            "dagster/row_count": len(table),
-            "origin": str(origin),
-            "model_version": pointer.version,
-            "active_counters": len(active),
-            "horizon_hours": config.horizon_hours,
-        }
-    )
-    return table[
-        [
-            "kind",
-            "counter_id",
-            "timestamp",
-            "predicted_count",
-            "actual_count",
-            "origin",
-            "model_version",
-        ]
-    ]
+        issues.append(issue)
+        context.add_asset_metadata(
+            {
+                "dagster/row_count": len(issue),
+                "counters": int(issue["counter_id"].nunique()),
+                "data_until": str(issue["data_until"].max()) if len(issue) else "",
+                "model_version": model.version,
+                "model_uri": model.uri,
+                "horizon_days": config.horizon_days,
+                **({} if len(issue) else {"reason": "no counts in the 7 days before this day"}),
+            },
+            partition_key=key,
+        )
+    table = pd.concat(issues, ignore_index=True)
+    if table.empty:
+        raise dg.Failure(
+            f"no counts in the {LOOKBACK_DAYS} days before any issue day {keys[0]}..{keys[-1]}: "
+            "ingest raw_counts first"
+        )
+    return table
