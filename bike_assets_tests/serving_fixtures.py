@@ -7,6 +7,7 @@ tests do not depend on the synthetic source or the training assets being written
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -134,3 +135,65 @@ def metric(client: TestClient[Any], name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
+
+
+class AsgiDriver:
+    """Requests straight into a started app's ASGI callable, on the app's own event loop.
+
+    The app is the real one (routing, middleware, handlers, error handlers); only the HTTP
+    client is left out, which makes a request cost ~0.3 ms instead of ~1.5 ms through httpx:
+    what lets a test send 20,000 of them in seconds.
+    """
+
+    def __init__(self, client: TestClient[Any]) -> None:
+        self.client = client
+
+    def run(self, requests: list[tuple[str, str, bytes, dict[str, str]]]) -> list[int]:
+        """Status codes of `requests` = (method, path?query, body, headers), sent in order."""
+        statuses: list[int] = self.client.blocking_portal.call(self._send_all, requests)
+        return statuses
+
+    async def _send_all(self, requests: list[tuple[str, str, bytes, dict[str, str]]]) -> list[int]:
+        return [await self.send(*request) for request in requests]
+
+    async def send(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> int:
+        path, _, query = target.partition("?")
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+            + [(b"content-length", str(len(body)).encode()), (b"host", b"test")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await asyncio.Event().wait()  # like a client that stays connected: never returns
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+
+        await self.client.app(scope, receive, send)  # type: ignore[arg-type]
+        return status[0]
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
