@@ -203,8 +203,17 @@ def launch_run(
     return str(launched["run"]["runId"])
 
 
-def launch_backfill(running: RunningStack, asset: str, partitions: Sequence[str]) -> str:
-    params = {"partitionNames": list(partitions), "assetSelection": [{"path": [asset]}]}
+def launch_backfill(
+    running: RunningStack,
+    asset: str,
+    partitions: Sequence[str],
+    run_config: Mapping[str, Any] | None = None,
+) -> str:
+    params = {
+        "partitionNames": list(partitions),
+        "assetSelection": [{"path": [asset]}],
+        "runConfigData": dict(run_config or {}),
+    }
     launched = running.gql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     return str(launched["backfillId"])

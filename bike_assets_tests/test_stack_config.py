@@ -30,7 +30,7 @@ PLACE_PREFIXES = ("/",)
 
 
 def lock_pins() -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
