@@ -53,6 +53,7 @@ def frame() -> pd.DataFrame:
 # Every kind the model offers today and tomorrow (the lifecycle work adds kinds): none may need
 # a type that load_pipeline refuses.
 @pytest.mark.parametrize("kind", typing.get_args(ModelKind))
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 10 iterations: fast
 def test_every_model_kind_round_trips_with_identical_predictions(
     tmp_path: Path, frame: pd.DataFrame, kind: str
 ) -> None:

@@ -49,6 +49,9 @@ VETTED_TYPES = frozenset(
         "sklearn.utils.validation.check_array",
         # RandomForest / decision trees
         "sklearn.tree._tree.Tree",
+        # SimpleImputer (the mlp pipeline) keeps dtypes; skops rebuilds one as the dtype of an
+        # empty array it reads with numpy's own format, without pickle
+        "numpy.dtype",
         # MLPRegressor keeps its optimizer's state (learning rate, moments: arrays)
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
