@@ -74,6 +74,10 @@ def test(args: list[str]) -> int:
         for k, v in os.environ.items()
         if not k.startswith(("BIKE_", "DAGSTER_HOME")) or k == "BIKE_REQUIRE_STACK"
     }
+    # The code location loads as `dg` sees it ([tool.dg] in pyproject.toml); VIRTUAL_ENV tells
+    # dg that the project's .venv is the active one (else it warns on every call).
+    if _run(BIN / "dg", "check", "defs", env=env | {"VIRTUAL_ENV": str(VENV)}) != 0:
+        return 1
     # Coverage of bike_assets + bike_serving is enforced on the whole suite (CI, no extra
     # arguments); a run narrowed with `-k ...` reports it without failing on it.
     floor = [] if args else ["--cov-fail-under=85"]

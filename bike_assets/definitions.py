@@ -13,6 +13,7 @@ from bike_assets.assets import (
     monitoring,
     training,
 )
+from bike_assets.catalog import with_catalog
 from bike_assets.jobs import (
     counters_job,
     daily_predictions_job,
@@ -53,9 +54,10 @@ JOBS: list[Any] = [  # asset jobs and op jobs
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Everything in the code location, with resources chosen from `settings`."""
+    """Everything in the code location, with resources chosen from `settings` and the catalog
+    (owners, column schemas, freshness, code references) applied to every asset."""
     return dg.Definitions(
-        assets=ASSETS,
+        assets=with_catalog(ASSETS, settings),
         asset_checks=CHECKS,
         jobs=JOBS,
         schedules=[daily_ingest_schedule],

@@ -133,6 +133,13 @@ class Settings:
     forecast_cache_days: int = 8
     # retrain_sensor's minimum interval between evaluations (seconds)
     retrain_sensor_interval_s: int = 60
+    # The Dagster catalog (#14): who owns every asset, when the champion counts as stale, where
+    # the UI links code and reports to. Empty URLs mean "not configured" (local paths/file://).
+    owner_team: str = "team:mobility-data"
+    retrain_max_age_days: float = 14.0
+    code_git_url: str = ""
+    code_git_branch: str = "main"
+    reports_base_url: str = ""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -170,6 +177,11 @@ class Settings:
             reload_interval_s=_float(env, "BIKE_RELOAD_INTERVAL", 30.0),
             forecast_cache_days=_int(env, "BIKE_FORECAST_CACHE_DAYS", 8),
             retrain_sensor_interval_s=_int(env, "BIKE_RETRAIN_SENSOR_INTERVAL", 60),
+            owner_team=env.get("BIKE_OWNER_TEAM", "").strip() or "team:mobility-data",
+            retrain_max_age_days=_float(env, "RETRAIN_MAX_AGE_DAYS", 14.0),
+            code_git_url=env.get("BIKE_CODE_GIT_URL", "").strip().rstrip("/"),
+            code_git_branch=env.get("BIKE_CODE_GIT_BRANCH", "").strip() or "main",
+            reports_base_url=env.get("BIKE_REPORTS_URL", "").strip().rstrip("/"),
             thresholds=Thresholds.from_env(env),
         ).validated()
 
@@ -181,6 +193,15 @@ class Settings:
         # finite and > 0: the pointer must be checked (NaN never wakes up, a day at most)
         _within("BIKE_RELOAD_INTERVAL", self.reload_interval_s, 0.01, 86_400)
         _within("BIKE_FORECAST_CACHE_DAYS", self.forecast_cache_days, 0, MAX_FORECAST_CACHE_DAYS)
+        # Dagster accepts an owner only as an email or `team:<name>`; say so at start-up.
+        if not (self.owner_team.startswith("team:") and len(self.owner_team) > 5) and (
+            "@" not in self.owner_team
+        ):
+            raise SettingsError(
+                f"BIKE_OWNER_TEAM={self.owner_team!r} must be `team:<name>` or an email address"
+            )
+        # The freshness policy needs at least a minute; more than a year is no policy at all.
+        _within("RETRAIN_MAX_AGE_DAYS", self.retrain_max_age_days, 0.01, 366)
         if self.api_key and len(self.api_key) < MIN_API_KEY_CHARS:
             raise SettingsError(
                 f"BIKE_API_KEY is {len(self.api_key)} characters long; use at least "

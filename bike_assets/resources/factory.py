@@ -14,6 +14,7 @@ from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.report_store import GcsReportStore, LocalReportStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import (
     SCHEMA,
@@ -93,6 +94,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 project=settings.gcp_project, dataset=settings.bq_dataset
             ),
             "model_store": ModelStore(root=gcs_root),
+            "report_store": GcsReportStore(
+                bucket=settings.gcs_bucket, prefix=settings.gcs_prefix, project=settings.gcp_project
+            ),
             "tracking": MlflowTracking(
                 tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
                 artifact_location=f"{gcs_root}/mlartifacts",
@@ -107,6 +111,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "object_io_manager": dg.FilesystemIOManager(base_dir=str(settings.data_dir / "objects")),
         "warehouse": DuckDBWarehouse(database=str(settings.warehouse_path)),
         "model_store": ModelStore(root=str(settings.data_dir)),
+        "report_store": LocalReportStore(
+            root=str(settings.reports_dir), base_url=settings.reports_base_url
+        ),
         "tracking": MlflowTracking(
             tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
             artifact_location=str(settings.data_dir / "mlartifacts"),

@@ -37,6 +37,9 @@ Guarantees, method by method:
   the decision, its reason, the thresholds.
 * `set_champion(version)` moves the `champion` alias (the champion pointer stays the source of
   truth the server reads; the alias follows it).
+* `run_link(run_id)` / `model_version_link(version)`: what the Dagster UI shows for a run and a
+  registered version: a URL into the MLflow UI when the tracking URI is an http(s) server
+  (credentials removed), a path or `models:/` URI otherwise (#14).
 Every method raises on MLflow errors; callers decide whether a tracking failure fails the step.
 """
 
@@ -55,6 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import dagster as dg
 import pandas as pd
@@ -220,6 +224,50 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
 
     def set_champion(self, version: str) -> None:
         self._client().set_registered_model_alias(self.registered_model_name, "champion", version)
+
+    def server_url(self) -> str | None:
+        """The MLflow UI's base URL when tracking goes to an http(s) server, else None. Any
+        user:password in the tracking URI is dropped: the link is shown to every UI user."""
+        return ui_base_url(self.tracking_uri)
+
+    def run_link(self, run_id: str) -> dg.MetadataValue:
+        """The run in the MLflow UI (a URL) on a server; otherwise its artifact folder (a path,
+        e.g. under $BIKE_DATA_DIR/mlartifacts with the default sqlite store)."""
+        base = self.server_url()
+        if base is not None:
+            run = self._client().get_run(run_id)
+            return dg.MetadataValue.url(
+                f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+            )
+        artifact_uri = str(self._client().get_run(run_id).info.artifact_uri)
+        return dg.MetadataValue.path(local_path(artifact_uri))
+
+    def model_version_link(self, version: str) -> dg.MetadataValue:
+        """The registered version in the MLflow UI (a URL) on a server; otherwise the URI that
+        `mlflow.pyfunc.load_model` takes (`models:/bike-counts/<version>`)."""
+        base = self.server_url()
+        if base is not None:
+            return dg.MetadataValue.url(
+                f"{base}/#/models/{quote(self.registered_model_name)}/versions/{version}"
+            )
+        return dg.MetadataValue.path(f"models:/{self.registered_model_name}/{version}")
+
+
+def ui_base_url(tracking_uri: str) -> str | None:
+    """`scheme://host[:port][/path]` of an http(s) tracking URI, without credentials or query;
+    None for a local store (sqlite, file)."""
+    parts = urlsplit(tracking_uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def local_path(uri: str) -> str:
+    """A file:// URI as a plain path (what the UI shows with a copy button); others as they are."""
+    parts = urlsplit(uri)
+    return unquote(parts.path) if parts.scheme == "file" else uri
 
 
 def example_rows(pipeline: Pipeline, now: datetime | None = None) -> pd.DataFrame:
