@@ -30,9 +30,9 @@ Decisions worth knowing (details in the modules):
   forecast window moves with the Paris day at the next check (`model_holder`).
 - Forecast cache: every known counter x every hour of BIKE_FORECAST_CACHE_DAYS Paris days from
   today's midnight, computed with one `predict` call of the loaded pipeline (`forecast_cache`);
-  any other day is computed the same way for every counter on first use and kept in a bounded
-  LRU (`day_cache`); requests spanning many days for few rows go through the pipeline row by
-  row in a worker thread (`prediction`).
+  any other hour is computed with its whole day, for each counter asked, by one call on first
+  use and kept in a bounded LRU (`day_cache`); requests spread over many days for few rows go
+  through the pipeline row by row in a worker thread (`prediction`).
 - Metrics: one Prometheus registry per app, the Litestar plugin's HTTP metrics (group_path=True)
   plus bike_predictions_total{source=cache|day_cache|pipeline}, bike_model_info{version}, bike_model_reloads_total{result},
   bike_model_age_seconds (`metrics`).
