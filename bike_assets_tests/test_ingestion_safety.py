@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -237,3 +239,80 @@ def test_the_bigquery_overwrite_is_one_transaction_after_a_staged_load() -> None
     assert staged_overwrite_sql("p.d.raw_counts", None, where) == (
         f"DELETE FROM `p.d.raw_counts` WHERE {where};"
     )
+
+
+class RecordingBigQuery:
+    """A stand-in for `google.cloud.bigquery.Client` that records what the handler sends.
+
+    BigQuery cannot run here; what is under test is our handler's order of operations, not
+    BigQuery. `fail_on` makes the statement containing that text raise, like a failed job.
+    """
+
+    def __init__(self, fail_on: str = "") -> None:
+        self.calls: list[str] = []
+        self.fail_on = fail_on
+
+    def _job(self, text: str) -> Any:
+        self.calls.append(text)
+        if self.fail_on and self.fail_on in text:
+            raise RuntimeError(f"job failed: {self.fail_on}")
+        return SimpleNamespace(result=lambda: None)
+
+    def load_table_from_dataframe(self, frame: pd.DataFrame, table: str, **_: Any) -> Any:
+        return self._job(f"LOAD {len(frame)} rows INTO {table}")
+
+    def query(self, sql: str) -> Any:
+        return self._job(sql)
+
+    def delete_table(self, table: str, not_found_ok: bool = False) -> None:
+        self.calls.append(f"DROP {table}")
+
+
+def bigquery_write(frame: pd.DataFrame, client: RecordingBigQuery) -> None:
+    from dagster._core.definitions.partitions.utils import TimeWindow
+    from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
+
+    from bike_assets.resources.bigquery_io import StagedBigQueryPandasTypeHandler
+
+    window = TimeWindow(
+        pd.Timestamp("2021-06-01", tz="Europe/Paris"), pd.Timestamp("2021-06-02", tz="Europe/Paris")
+    )
+    table_slice = TableSlice(
+        table="raw_counts",
+        schema="bike",
+        database="proj",
+        partition_dimensions=[
+            TablePartitionDimension("DATETIME(timestamp, 'Europe/Paris')", window)
+        ],
+    )
+    context = dg.build_output_context(asset_key="raw_counts")
+    StagedBigQueryPandasTypeHandler().handle_output(context, table_slice, frame, client)
+
+
+def test_the_bigquery_handler_loads_a_staging_table_then_swaps_in_one_transaction() -> None:
+    frame = pd.DataFrame({"counter_id": ["a", "b"], "count": [1, 2]})
+    client = RecordingBigQuery()
+    bigquery_write(frame, client)
+    load, create, script, drop = client.calls
+    staging = load.split(" INTO ")[1]
+    assert load == f"LOAD 2 rows INTO {staging}" and staging.startswith("proj.bike.raw_counts__")
+    assert create == f"CREATE TABLE IF NOT EXISTS `proj.bike.raw_counts` LIKE `{staging}`"
+    assert script.startswith("BEGIN TRANSACTION;") and script.endswith("COMMIT TRANSACTION;")
+    assert (
+        "DELETE FROM `proj.bike.raw_counts` WHERE DATETIME(timestamp, 'Europe/Paris') >= " in script
+    )
+    assert f"SELECT `COUNTER_ID`, `COUNT` FROM `{staging}`" in script
+    assert drop == f"DROP {staging}"
+
+
+def test_a_failed_bigquery_load_deletes_nothing_and_a_failed_swap_drops_the_staging() -> None:
+    frame = pd.DataFrame({"counter_id": ["a"], "count": [1]})
+    failed_load = RecordingBigQuery(fail_on="LOAD")
+    with pytest.raises(RuntimeError):
+        bigquery_write(frame, failed_load)
+    assert not any("DELETE" in call for call in failed_load.calls)  # stored rows untouched
+
+    failed_swap = RecordingBigQuery(fail_on="BEGIN TRANSACTION")
+    with pytest.raises(RuntimeError):
+        bigquery_write(frame, failed_swap)
+    assert failed_swap.calls[-1].startswith("DROP proj.bike.raw_counts__")  # no staging left
