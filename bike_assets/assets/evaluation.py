@@ -14,6 +14,7 @@ from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.report_store import ReportStore
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import Settings
@@ -82,6 +83,7 @@ def evaluation_report(
     tracking: MlflowTracking,
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
+    report_store: ReportStore,
 ) -> dg.MaterializeResult:
     settings = Settings.from_env()
     thresholds = settings.thresholds
@@ -126,10 +128,12 @@ def evaluation_report(
             for metric, value in scores.items()
         },
     )
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.reports_dir / f"evaluation_v{challenger_model.version}.json"
-    if settings.env == "local":
-        path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    # Stored where the deployment keeps reports (local folder or GCS) and linked (#14).
+    stored = report_store.put(
+        f"evaluation_v{challenger_model.version}.json",
+        json.dumps(report, indent=2, default=str).encode(),
+        "application/json",
+    )
     record_decision(
         warehouse,
         kind="evaluation",
@@ -160,7 +164,8 @@ def evaluation_report(
             "reason": decision.reason,
             "champion": dg.MetadataValue.json(champion_status),
             "scores": dg.MetadataValue.md(table),
-            "report_path": dg.MetadataValue.path(str(path)),
+            "report": stored.link(),
+            "report_uri": dg.MetadataValue.path(stored.uri),
             "challenger_version": challenger_model.version,
         },
     )
