@@ -94,7 +94,7 @@ def _ingest(defs: Any, instance: Any, first: date, last: date) -> None:
 
 
 def _print_evaluation(defs: Any) -> dict[str, Any]:
-    from bike_assets.assets.evaluation import scores_table
+    from bike_assets.lifecycle.evaluate import scores_table
 
     report: dict[str, Any] = defs.load_asset_value("evaluation_report")
     print(scores_table(report))

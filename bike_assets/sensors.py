@@ -19,8 +19,8 @@ from typing import Any
 
 import dagster as dg
 
-from bike_assets.assets.monitoring import record_decision
 from bike_assets.jobs import retrain_job
+from bike_assets.lifecycle.audit import record_decision
 from bike_assets.monitoring.retrain_decision import (
     DriftFacts,
     HealthFacts,

@@ -7,10 +7,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from bike_assets.assets.training import TrainedModel, hours_of
 from bike_assets.lifecycle.audit import log_promotion
 from bike_assets.lifecycle.champion_moves import promote, read_champion
 from bike_assets.lifecycle.regression_window import current_window
+from bike_assets.lifecycle.trained import TrainedModel, hours_of
 from bike_assets.ml.naive import HISTORY_WEEKS, fit_naive
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
@@ -82,12 +82,14 @@ def _naive_pointer(
         params={"kind": "seasonal_naive", "weeks": HISTORY_WEEKS, "train_rows": len(rows)},
         metrics={},
         tags={
-            "dagster_run_id": context.run.run_id,
             "trained_start": trained_range["start"],
             "trained_end": trained_range["end"],
             "served_kind": "naive",
         },
         run_name=f"naive-{context.run.run_id[:8]}",
+        dagster_run_id=context.run.run_id,
+        model_name="naive",
+        alias=None,
     )
     scores = {split: result["scores"]["naive"] for split, result in report["splits"].items()}
     return ChampionPointer(
@@ -172,6 +174,16 @@ def champion(
                 level="warning",
                 dedup_key=f"promotion:{context.run.run_id}",
             )
+    thresholds = evaluation_report.get("thresholds", {})
+    version_tags = {
+        "decision": recorded,
+        "reason": reason[:4000],
+        "served_after": serve,
+        **{name: str(value) for name, value in thresholds.items()},
+    }
+    tracking.tag_version(challenger_model.version, version_tags)
+    if pointer is not None and pointer.version != challenger_model.version and serve in moves:
+        tracking.tag_version(pointer.version, version_tags)
     batch_metrics.push_deployment(recorded, run_id=context.run.run_id)
     context.log.info("champion: %s, serving %s (%s)", recorded, serve, reason)
     return dg.MaterializeResult(
@@ -186,6 +198,13 @@ def champion(
             "previous_version": current.version if current else "none",
             "broken_pointer_replaced": broken or "",
             "pointer_uri": champion_store.pointer_uri,
+            # the served version in the MLflow UI on a tracking server, its models:/ URI
+            # otherwise (#14)
+            **(
+                {"mlflow_model_version": tracking.model_version_link(pointer.version)}
+                if pointer
+                else {}
+            ),
         },
     )
 

@@ -6,10 +6,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from bike_assets.assets.training import TrainedModel
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.lifecycle.champion_moves import read_champion
-from bike_assets.lifecycle.evaluate import decide_on_splits, evaluate_split
+from bike_assets.lifecycle.evaluate import decide_on_splits, evaluate_split, scores_table
+from bike_assets.lifecycle.trained import TrainedModel
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
@@ -43,24 +43,6 @@ def _load_champion(
             },
         )
     return pipeline, pointer, {"status": "ok", "version": pointer.version, "kind": pointer.kind}
-
-
-def scores_table(report: dict[str, Any]) -> str:
-    rows = []
-    for split in ("test_baseline", "test_current"):
-        for model, s in report["splits"][split]["scores"].items():
-            rows.append(
-                {
-                    "split": split,
-                    "model": model,
-                    "R²": s["r2"],
-                    "RMSE": s["rmse"],
-                    "MAE": s["mae"],
-                    "log-RMSE": s["rmse_log1p"],
-                    "rows": int(s["rows"]),
-                }
-            )
-    return pd.DataFrame(rows).round(3).to_markdown(index=False)
 
 
 @dg.asset(

@@ -7,13 +7,14 @@ complete day except the regression window (test_baseline stays unseen by every m
 served one is what the registry's version and the champion pointer name.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from bike_assets.lifecycle.trained import TrainedModel, hours_of
 from bike_assets.ml.model import ModelParams, fit_with_selection, refit
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.model_store import ModelStore
@@ -36,7 +37,7 @@ class TrainingConfig(dg.Config):
     max_depth: int | None = _DEFAULTS.max_depth
     random_state: int = _DEFAULTS.random_state
     validation_days: int = Field(
-        14, ge=1, description="Time-based hold-out (end of the training rows) for the choices."
+        28, ge=1, description="Time-based hold-out (end of the training rows) for the choices."
     )
 
     def params(self) -> ModelParams:
@@ -51,32 +52,6 @@ class TrainingConfig(dg.Config):
             max_depth=self.max_depth,
             random_state=self.random_state,
         )
-
-
-def hours_of(frame: pd.DataFrame) -> dict[str, str]:
-    """[first hour, last hour + 1 h) of `frame`, UTC ISO strings."""
-    return {
-        "start": frame["timestamp"].min().isoformat(),
-        "end": (frame["timestamp"].max() + pd.Timedelta(hours=1)).isoformat(),
-    }
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """What downstream assets need to find and describe the challenger artifact."""
-
-    version: str
-    model_uri: str  # the served artifact
-    mlflow_run_id: str
-    params: dict[str, Any]
-    target: str
-    trained_range: dict[str, Any]  # the served artifact's hours: start, end, excluded windows
-    train_rows: int
-    evaluated_uri: str = ""  # the artifact evaluation_report scores
-    evaluated_range: dict[str, Any] = field(default_factory=dict)
-    served_rows: int = 0
-    counters: list[str] = field(default_factory=list)
-    validation: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dg.asset(
@@ -111,7 +86,6 @@ def challenger_model(
         params={**asdict(fit.params), "target": fit.target, "train_rows": len(everything)},
         metrics={f"validation_{k}_{m}": v for k, s in fit.validation.items() for m, v in s.items()},
         tags={
-            "dagster_run_id": context.run.run_id,
             "trained_start": trained_range["start"],
             "trained_end": trained_range["end"],
             "evaluated_start": evaluated_range["start"],
@@ -119,6 +93,8 @@ def challenger_model(
             "regression_window": " .. ".join(excluded[0].values()) if excluded else "",
         },
         run_name=f"challenger-{context.run.run_id[:8]}",
+        dagster_run_id=context.run.run_id,
+        extra_pipelines={"evaluated": fit.pipeline},
     )
     model_uri = model_store.save(served, logged.version)
     evaluated_uri = model_store.save(fit.pipeline, f"{logged.version}-evaluated")
@@ -148,6 +124,8 @@ def challenger_model(
             "version": logged.version,
             "model_uri": model_uri,
             "mlflow_run_id": logged.run_id,
+            # a link into the MLflow UI on a tracking server, the run's folder otherwise (#14)
+            "mlflow_run": tracking.run_link(logged.run_id),
             "annual_features": fit.params.annual,
             "blend": fit.params.blend,
             "evaluated_rows": len(train),

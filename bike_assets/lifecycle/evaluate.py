@@ -96,3 +96,21 @@ def decide_on_splits(
         baseline_r2_floor=thresholds.baseline_r2_floor,
         tolerance=thresholds.promotion_tolerance,
     )
+
+
+def scores_table(report: dict[str, Any]) -> str:
+    rows = []
+    for split in ("test_baseline", "test_current"):
+        for model, s in report["splits"][split]["scores"].items():
+            rows.append(
+                {
+                    "split": split,
+                    "model": model,
+                    "R²": s["r2"],
+                    "RMSE": s["rmse"],
+                    "MAE": s["mae"],
+                    "log-RMSE": s["rmse_log1p"],
+                    "rows": int(s["rows"]),
+                }
+            )
+    return pd.DataFrame(rows).round(3).to_markdown(index=False)

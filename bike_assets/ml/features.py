@@ -242,15 +242,14 @@ class ForecastFeatures(CalendarFeatures):
     than `MIN_WEEKS_PER_LEVEL_WEEK * level_weeks` weeks of training data, no level is learned.
 
     Month / day-of-year (`annual`). "raw" passes them as they are; "none" blanks them (a
-    constant: the trees cannot split on it); "auto" (default) keeps them only when the training
-    data spans at least `MIN_DAYS_FOR_ANNUAL` days. With less, the days of the year being
-    forecast were never seen in training (the Paris data starts in September: a July/August
-    forecast is out of range), a tree sends them to the nearest seen date (early July or
-    September) and, worse, learns one-off episodes (the 2020 lockdown, Christmas) as if they
-    were seasonal. Time-based validation inside the training period (6 folds of 4 weeks, Paris
-    data, bench/results/model_quality.md) gave R² 0.806 with the raw columns against 0.814
-    blanked (and 0.737 against 0.784 for an earlier, unblended variant of the model). The
-    columns stay in place so that the feature layout does not depend on how much data there is.
+    constant: the trees cannot split on it); "auto" keeps them only when the training data
+    spans at least `MIN_DAYS_FOR_ANNUAL` days (the training asset does not rely on it: it
+    chooses "raw" or "none" on a hold-out, see `ml/model.py:fit_with_selection`). With less than
+    a year, the days being forecast may never have been seen (a tree sends them to the nearest
+    seen date) and one-off episodes (the 2020 lockdown, Christmas) can be learned as seasonal;
+    but where last year's calendar does carry over (the Paris summer of 2021), the columns help,
+    hence a choice made on recent weeks rather than a rule. The columns stay in place so that
+    the feature layout does not depend on how much data there is.
     """
 
     def __init__(

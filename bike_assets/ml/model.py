@@ -1,9 +1,10 @@
 """The model artifact: one sklearn `Pipeline` from raw `(counter_id, timestamp)` to counts.
 
-Default (`kind="hgb"`): `ForecastFeatures` -> `RecentLevelRegressor` (HistGradientBoosting,
-Poisson loss or log1p target picked on a time-based hold-out, its prediction averaged with the
-counter's recent level), fitted on the last half-year with recency weights. `random_forest`: the
-same features -> RandomForestRegressor.
+Default (`kind="hgb"`): `ForecastFeatures` -> `RecentLevelRegressor` (HistGradientBoosting with
+a Poisson loss, its prediction blended with the counter's recent level), fitted on the last
+half-year with recency weights; month/day-of-year features and the blend weight are chosen on a
+time-based hold-out (`fit_with_selection`). `random_forest` and `mlp`: the same features into
+the original system's two model families.
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ Target = Literal["poisson", "log1p"]
 class ModelParams:
     """Hyperparameters, settable from the `challenger_model` run config.
 
-    The defaults were chosen by time-based validation inside the training period only (6 folds:
-    train on everything before a 4-week window, score that window; windows ending 2021-07-09,
-    -06-11, -05-14, -04-16, -03-19, -02-19 on the Paris data), never on a test window; see
-    bench/results/model_quality.md.
+    Fixed defaults were chosen by time-based validation inside training periods of the Paris
+    data, never on a test window; the data-dependent ones (`annual`, `blend`) are chosen per
+    fit on the last weeks of the training rows (`fit_with_selection`). How the result compares
+    with a plain gradient boosting, the original system and the naive, per window and week by
+    week: `bench/model_quality.py`, figures in BENCHMARKS.md (none are quoted here: they go
+    stale when the data or the code moves).
     """
 
     kind: ModelKind = "hgb"
-    # hgb: small trees, few iterations (TrainingConfig's 300 x 63 leaves, l2 0: 0.8100 and 2.5x
-    # the fit time); min_samples_leaf 500 ties (0.8139) but starves small training sets
+    # hgb: small trees, few iterations (larger ones were not better and cost 2.5x the fit);
+    # random_forest / mlp: the original system's two families, for comparison
     learning_rate: float = 0.1
     max_iter: int = 100
     max_leaf_nodes: int = 15
@@ -61,32 +64,32 @@ class ModelParams:
     n_estimators: int = 100
     max_depth: int | None = 20
     random_state: int = 0
-    # Validation R² (study in bench/results/model_quality.md, mean of 6 folds, all rows):
-    # default 0.8137, seasonal naive 0.8010; the alternatives are quoted next to each field.
     # recent level (ForecastFeatures): weeks of the seasonal-naive window, and the gap between
-    # that window and a training row's week (gap 1: 0.8084; no level features at all: 0.7809)
+    # that window and a training row's week
     level_weeks: int = 4
     level_gap_weeks: int = 0
+    # month / day-of-year: "auto" lets the hold-out choose "raw" or "none" (whether last year's
+    # calendar carries over depends on the year: a lockdown autumn does not)
     annual: AnnualMode = "auto"
     # sample weight 0.5 ** (age / half-life): the recent weeks say more about the next ones than
-    # the lockdown of 2020 does (none: 0.8079, 14 d: 0.8102, 56 d: 0.8126)
+    # the lockdown of 2020 does (a 90-day half-life, letting last year's calendar weigh more,
+    # was worse on the August drop)
     half_life_days: float | None = 28.0
     # leave out of the fit the counter-days at 0 in total (sensor outages; the level tables
-    # always leave them out). Validation preferred keeping them (dropped: 0.8102): a missing
-    # recent level then tells the trees that the sensor may still be down.
+    # always leave them out). Kept by default: a missing recent level then tells the trees that
+    # the sensor may still be down.
     drop_outages: bool = False
-    # fit on the last `history_days` only (None: all, 0.8133): with a 28-day half-life, rows
-    # older than half a year weigh < 2 %, but cost as much to fit as recent ones
+    # fit on the last `history_days` only: with a 28-day half-life, rows older than half a
+    # year weigh < 2 %, but cost as much to fit as recent ones
     history_days: int | None = 182
     # OpenMP threads of the fit (None: as many as CPUs). One: HistGradientBoosting's parallel
     # regions are short at this size, and on a shared CPU (other Dagster steps, other jobs)
-    # every barrier waits for a descheduled thread: measured 19 s with 2 threads vs 8 s with 1
-    # for the fit with its selection on 2 busy cores. Predictions are not limited here.
+    # every barrier waits for a descheduled thread. Predictions are not limited here.
     fit_threads: int | None = 1
-    # hgb: prediction = blend * model + (1 - blend) * recent level (1.0, the model alone:
-    # 0.7916; 0.25: 0.8103; 0.75: 0.8074)
+    # hgb: prediction = blend * model + (1 - blend) * recent level; `fit_with_selection`
+    # replaces it with the hold-out's choice among BLEND_GRID
     blend: float = 0.5
-    offset: bool = False  # hgb learns a correction of the recent level, not the count (0.8102)
+    offset: bool = False  # hgb learns a correction of the recent level, not the count
     ignore_features: tuple[str, ...] = ()  # hgb: features made constant (for ablations)
 
 
@@ -104,12 +107,11 @@ class RecentLevelRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     log(baseline + 1) as offset, or squared error on log1p(y) - log1p(baseline). The prediction
     is `blend * model + (1 - blend) * baseline`.
 
-    Why the blend: on every validation fold the 4-week median is hard to beat (Paris traffic
-    in 2020-21 changed regime every few weeks: lockdown, curfews, reopenings, and the weather
-    moves whole days), and what the trees learn from the past year partly does not carry over
-    (e.g. a holiday effect learned from Christmas). Their errors and the naive's are only
-    partly correlated, so the average beats both (validation R², mean of 6 folds: 0.814 vs
-    0.792 for the model alone and 0.801 for naive).
+    Why the blend: the 4-week median is hard to beat (Paris traffic in 2020-21 changed regime
+    every few weeks: lockdown, curfews, reopenings, and the weather moves whole days), and
+    what the trees learn from the past year partly does not carry over (e.g. a holiday effect
+    learned from Christmas). Their errors and the naive's are only partly correlated, so a
+    weighted average beats both; the weight is chosen per fit on a time-based hold-out.
     """
 
     def __init__(
@@ -311,10 +313,12 @@ BLEND_GRID = (0.25, 0.5, 0.75, 1.0)
 
 
 def fit_with_selection(
-    train: pd.DataFrame, params: ModelParams, validation_days: int = 14
+    train: pd.DataFrame, params: ModelParams, validation_days: int = 28
 ) -> FitResult:
     """Fit the model, its data-dependent choices made on a time-based hold-out: the last
-    `validation_days` of `train` (never a test window).
+    `validation_days` of `train` (never a test window; a quarter of `train` at most). Four
+    weeks: on the Paris data two weeks chose month/day-of-year features wrongly in two windows
+    of four (a single regime-change fortnight decides), four weeks did not (bench/model_quality).
 
     For `hgb` with `annual="auto"`: month / day-of-year features on or off (`raw` vs `none`;
     whether last year's calendar carries over depends on the history, e.g. a lockdown year
@@ -324,7 +328,10 @@ def fit_with_selection(
     """
     chosen, scores = params, dict[str, dict[str, float]]()
     if params.kind == "hgb":
-        cut = train["timestamp"].max() - pd.Timedelta(days=validation_days)
+        # a quarter of the history at most: a first month keeps three weeks to learn from
+        span_days = (train["timestamp"].max() - train["timestamp"].min()).days
+        days = min(validation_days, max(1, span_days // 4))
+        cut = train["timestamp"].max() - pd.Timedelta(days=days)
         fit_part, val_part = train[train["timestamp"] <= cut], train[train["timestamp"] > cut]
         val_part = val_part[val_part["counter_id"].isin(set(fit_part["counter_id"].unique()))]
         if params.drop_outages and len(val_part):
