@@ -131,6 +131,7 @@ class Settings:
     max_records: int = 50_000
     reload_interval_s: float = 30.0
     forecast_cache_days: int = 8
+    dagster_graphql_url: str = ""  # bike_serving's admin controls start runs there
     # retrain_sensor's minimum interval between evaluations (seconds)
     retrain_sensor_interval_s: int = 60
     # The Dagster catalog (#14): who owns every asset, when the champion counts as stale, where
@@ -176,6 +177,7 @@ class Settings:
             max_records=_int(env, "BIKE_MAX_RECORDS", 50_000),
             reload_interval_s=_float(env, "BIKE_RELOAD_INTERVAL", 30.0),
             forecast_cache_days=_int(env, "BIKE_FORECAST_CACHE_DAYS", 8),
+            dagster_graphql_url=env.get("DAGSTER_GRAPHQL_URL", "").strip(),
             retrain_sensor_interval_s=_int(env, "BIKE_RETRAIN_SENSOR_INTERVAL", 60),
             owner_team=env.get("BIKE_OWNER_TEAM", "").strip() or "team:mobility-data",
             retrain_max_age_days=_float(env, "RETRAIN_MAX_AGE_DAYS", 14.0),
