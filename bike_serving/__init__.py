@@ -34,6 +34,6 @@ Decisions worth knowing (details in the modules):
   use and kept in a bounded LRU (`day_cache`); requests spread over many days for few rows go
   through the pipeline row by row in a worker thread (`prediction`).
 - Metrics: one Prometheus registry per app, the Litestar plugin's HTTP metrics (group_path=True)
-  plus bike_predictions_total{source=cache|day_cache|pipeline}, bike_model_info{version}, bike_model_reloads_total{result},
-  bike_model_age_seconds (`metrics`).
+  plus bike_predictions_total{source=cache|day_cache|pipeline}, bike_model_info{version},
+  bike_model_reloads_total{result}, bike_model_age_seconds (`metrics`).
 """

@@ -114,3 +114,18 @@ class ErrorResponse(msgspec.Struct, omit_defaults=True):
     status_code: int
     detail: str
     field: str | None = None
+
+
+class RunStarted(msgspec.Struct):
+    """A Dagster run accepted by the webserver (202)."""
+
+    run_id: str
+    job: str
+    status_url: str  # GET it (with the X-API-Key) to follow the run
+    dagster_url: str  # the run in the Dagster UI
+
+
+class RunStatus(msgspec.Struct):
+    run_id: str
+    status: str  # Dagster's run status: QUEUED, STARTING, STARTED, SUCCESS, FAILURE, ...
+    dagster_url: str

@@ -6,6 +6,7 @@ from bike_serving.controllers.health import HealthController
 from bike_serving.controllers.metrics import MetricsController
 from bike_serving.controllers.model import ModelController
 from bike_serving.controllers.predict import PredictController
+from bike_serving.controllers.runs import RunsController
 
 CONTROLLERS = [
     PredictController,
@@ -13,6 +14,7 @@ CONTROLLERS = [
     ModelController,
     HealthController,
     AdminController,
+    RunsController,
     MetricsController,
 ]
 
