@@ -24,7 +24,7 @@ from bike_assets_tests.conftest import RANGE_END, RANGE_START, Platform
 
 # --- which published forecast scores an hour (pure) -------------------------------------------
 
-TRAINED_END = paris_day_start("2024-03-01") - pd.Timedelta(hours=1)
+SEEN_UNTIL = paris_day_start("2024-03-01")  # the model saw every hour before
 
 
 def forecast_row(issued: str, hour: str, version: str, predicted: float) -> dict[str, Any]:
@@ -38,8 +38,10 @@ def forecast_row(issued: str, hour: str, version: str, predicted: float) -> dict
         "lead_hours": int((timestamp - issued_at) / pd.Timedelta(hours=1)),
         "data_until": issued_at,
         "model_version": version,
+        "model_kind": "model",
         "model_uri": f"models/v{version}/model.joblib",
-        "model_trained_end": TRAINED_END,
+        "model_level_as_of": "",
+        "model_seen_until": SEEN_UNTIL,
         "created_at": issued_at,
     }
 
@@ -47,7 +49,7 @@ def forecast_row(issued: str, hour: str, version: str, predicted: float) -> dict
 HISTORY = normalize_forecasts(
     pd.DataFrame(
         [
-            # the hour inside the model's training data is never scored
+            # an hour the model had seen is never scored
             forecast_row("2024-02-29", "2024-02-29 22:00", "1", 0.0),
             forecast_row("2024-03-01", "2024-03-05 08:00", "1", 10.0),
             forecast_row("2024-03-04", "2024-03-05 08:00", "1", 20.0),

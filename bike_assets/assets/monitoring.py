@@ -31,6 +31,7 @@ from bike_assets.partitions import issue_days
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
+from bike_assets.resources.report_store import ReportStore
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import PARIS_TZ, Settings
 
@@ -41,15 +42,17 @@ MIN_HEALTH_ROWS = 24 * 3  # fewer scored hours than this says nothing about a mo
 _settings = Settings.from_env()
 _STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
 
-# Eager on the issue day in progress, but a champion update is not a reason to re-issue: the
-# day's forecast was published; the new champion issues from the next day on. Eager still waits
-# while a dependency is missing (yesterday's counts, or any champion) or in progress.
+_SERVED_MODEL = dg.AssetSelection.assets("champion", "champion_level")
+# Eager on the issue day in progress: yesterday's counts landing is the trigger. A new champion
+# or level is not a reason to re-issue: the day's forecast was published; a new champion issues
+# from the next day on. Eager waits while a dependency is missing (yesterday's counts, any
+# champion) or in progress (a retrain, a level update already running). The daily level update
+# that the same landing triggers runs in a run of its own (an unpartitioned asset cannot share a
+# run with a partition, so "will be requested" cannot order them): the forecast records the
+# level it was made with in `model_level_as_of`.
 PREDICTIONS_AUTOMATION = (
     dg.AutomationCondition.eager()
-    .replace(
-        "any_deps_updated",
-        dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.assets("champion")),
-    )
+    .replace("any_deps_updated", dg.AutomationCondition.any_deps_updated().ignore(_SERVED_MODEL))
     .with_label("issue today's forecast once yesterday's raw_counts landed")
 )
 
@@ -210,6 +213,7 @@ def drift_report(
     train_baseline: pd.DataFrame,
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
+    report_store: ReportStore,
 ) -> dg.MaterializeResult:
     settings = Settings.from_env()
     window = _latest_window(warehouse)
@@ -222,6 +226,10 @@ def drift_report(
         html_path=html,
         reference_cap=config.reference_cap,
         seed=config.seed,
+    )
+    # Stored where the deployment keeps reports (this folder, or GCS) and linked (#14).
+    stored = (
+        report_store.put(html.name, html.read_bytes(), "text/html") if result.html_path else None
     )
     detected = result.share is not None and result.share >= settings.thresholds.drift_warning
     if result.share is not None:
@@ -248,7 +256,7 @@ def drift_report(
             "columns": dg.MetadataValue.md(
                 columns.round(4).to_markdown() if len(columns) else "_none_"
             ),
-            "html_report": dg.MetadataValue.path(result.html_path or ""),
+            "html_report": stored.link() if stored else dg.MetadataValue.text("not rendered"),
         },
     )
 
@@ -269,6 +277,7 @@ class PredictionsConfig(dg.Config):
             partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
         ),
         "champion",
+        "champion_level",
     ],
     kinds={"scikit-learn", _STORE_KIND},
     metadata={"partition_expr": _issued_at_expr(_settings.env)},
@@ -278,8 +287,8 @@ class PredictionsConfig(dg.Config):
     "the partition is materialized, with its model version and uri in every row. No look-ahead: "
     "only counts before D are read (`data_until` <= `issued_at`), so a backfill of past issue "
     "days gives what those days would have issued with that model; `created_at` and "
-    "`model_trained_end` show when it was made and what the model had seen. Re-materializing a "
-    "day replaces that day's forecast only.",
+    "`model_seen_until` show when it was made and what the model had seen (champion_health never "
+    "scores those hours). Re-materializing a day replaces that day's forecast only.",
 )
 def predictions(
     context: dg.AssetExecutionContext,
@@ -311,7 +320,9 @@ def predictions(
                 "counters": int(issue["counter_id"].nunique()),
                 "data_until": str(issue["data_until"].max()) if len(issue) else "",
                 "model_version": model.version,
+                "model_kind": model.kind,
                 "model_uri": model.uri,
+                "model_level_as_of": model.level_as_of or "never updated",
                 "horizon_days": config.horizon_days,
                 **({} if len(issue) else {"reason": "no counts in the 7 days before this day"}),
             },

@@ -7,13 +7,15 @@ Contract of a stored forecast (one row of the `predictions` table):
   the model knows and that reported in the 7 Paris days before D.
 * Counts are read only before D (`data_until` <= `issued_at`: the hour after the last count the
   issue saw). The model is the champion being served when the partition was materialized: its
-  `model_version`, `model_uri` (a daily level update changes the uri, not the version) and the
-  end of its training data (`model_trained_end`) are stored in every row, with `created_at`, so a
-  backfilled issue (created long after D) is visible as one and never scored in-sample.
+  `model_version`, `model_kind` ("model" or "naive"), `model_uri` and `model_level_as_of` (the
+  daily level update changes these two, not the version) are stored in every row, with
+  `model_seen_until` (the first hour the artifact has NOT seen, in training or in its level) and
+  `created_at`, so a backfilled issue (created long after D) is visible as one and its hours the
+  model had already seen are never scored.
 
 Scoring (`published_forecasts`): for each (counter, hour), the most recent forecast issued on
 or before that hour's Paris day by the given model version (lead 0 to 23 hours on a normal
-day, longer when issues are missing), never for an hour inside that model's training data.
+day, longer when issues are missing), never for an hour before that row's `model_seen_until`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ FORECAST_COLUMNS = [
     "lead_hours",
     "data_until",
     "model_version",
+    "model_kind",
     "model_uri",
-    "model_trained_end",
+    "model_level_as_of",
+    "model_seen_until",
     "created_at",
 ]
 LOOKBACK_DAYS = 7  # a counter silent for a week is not forecast (removed or broken)
@@ -56,15 +60,24 @@ class ForecastModel:
 
     version: str
     uri: str
-    trained_end: pd.Timestamp | None  # last hour of its training data, UTC
+    kind: str = "model"
+    level_as_of: str = ""  # the last Paris day its recent level has seen ("" if never updated)
+    seen_until: pd.Timestamp | None = None  # the first hour it has not seen (UTC)
 
     @classmethod
     def from_pointer(cls, pointer: ChampionPointer) -> ForecastModel:
-        end = pointer.trained_range.get("end")
+        seen: list[pd.Timestamp] = []
+        end = pointer.trained_range.get("end")  # exclusive: [first hour, last hour + 1 h)
+        if end:
+            seen.append(pd.Timestamp(end).tz_convert("UTC"))
+        if pointer.level_as_of:
+            seen.append(paris_day_start(pointer.level_as_of, 1))
         return cls(
             version=pointer.version,
             uri=pointer.model_uri,
-            trained_end=pd.Timestamp(end).tz_convert("UTC") if end else None,
+            kind=pointer.kind,
+            level_as_of=pointer.level_as_of,
+            seen_until=max(seen) if seen else None,
         )
 
 
@@ -101,8 +114,10 @@ def issue_forecast(
     frame["lead_hours"] = ((frame["timestamp"] - issued_at) / pd.Timedelta(hours=1)).astype("int64")
     frame["data_until"] = seen["timestamp"].max() + pd.Timedelta(hours=1)
     frame["model_version"] = model.version
+    frame["model_kind"] = model.kind
     frame["model_uri"] = model.uri
-    frame["model_trained_end"] = model.trained_end if model.trained_end is not None else pd.NaT
+    frame["model_level_as_of"] = model.level_as_of
+    frame["model_seen_until"] = model.seen_until if model.seen_until is not None else pd.NaT
     frame["created_at"] = pd.Timestamp(created_at or datetime.now(UTC))
     return normalize_forecasts(frame)
 
@@ -115,9 +130,9 @@ def normalize_forecasts(frame: pd.DataFrame) -> pd.DataFrame:
     """The stored dtypes, whatever the storage handed back (DuckDB and BigQuery return their
     own timestamp zones and object strings)."""
     out = frame.loc[:, FORECAST_COLUMNS].copy()
-    for column in ("issued_at", "timestamp", "data_until", "model_trained_end", "created_at"):
+    for column in ("issued_at", "timestamp", "data_until", "model_seen_until", "created_at"):
         out[column] = pd.to_datetime(out[column], utc=True)
-    for column in ("counter_id", "model_version", "model_uri"):
+    for column in ("counter_id", "model_version", "model_kind", "model_uri", "model_level_as_of"):
         out[column] = out[column].astype(str)
     out["predicted_count"] = out["predicted_count"].astype("float64")
     out["lead_hours"] = out["lead_hours"].astype("int64")
@@ -132,7 +147,7 @@ def published_forecasts(
     model that issued it (module docstring)."""
     rows = normalize_forecasts(forecasts) if len(forecasts) else empty_forecasts()
     stamps = rows["timestamp"]
-    trained_end = rows["model_trained_end"]
+    seen_until = rows["model_seen_until"]
     keep = (
         (rows["model_version"] == str(version))
         & (stamps >= start)
@@ -140,7 +155,7 @@ def published_forecasts(
         # by construction an issue starts at its own day; the guard keeps a hand-written row
         # issued after its hour from counting as a forecast
         & (rows["issued_at"] <= stamps)
-        & (trained_end.isna() | (stamps > trained_end))
+        & (seen_until.isna() | (stamps >= seen_until))
     )
     chosen = rows.loc[keep].sort_values("issued_at", kind="stable")
     chosen = chosen.drop_duplicates(["counter_id", "timestamp"], keep="last")
