@@ -38,6 +38,7 @@ from typing import Any
 import dagster as dg
 
 import bike_assets
+from bike_assets.monitoring.forecast_history import FORECAST_COLUMNS
 from bike_assets.schema import TIDY_COLUMNS, table_schema
 from bike_assets.settings import PARIS_TZ, Settings
 
@@ -70,18 +71,9 @@ COUNTERS_OWN = {
     "last_seen": (_UTC_NS, "last counted hour in raw_counts"),
     "rows": ("int64", "hours counted in raw_counts"),
 }
-PREDICTIONS_COLUMNS = [
-    "issued_at",
-    "counter_id",
-    "timestamp",
-    "predicted_count",
-    "lead_hours",
-    "data_until",
-    "model_version",
-    "model_uri",
-    "model_trained_end",
-    "created_at",
-]
+# The predictions table's columns are FORECAST_COLUMNS (its contract lives with the code that
+# writes it); their meanings are here. A column added there without a line here is still shown,
+# as "see forecast_history.py", and test_catalog asks for its line.
 PREDICTIONS_OWN = {
     "issued_at": (_UTC_NS, "start of the Paris issue day D (the partition)"),
     "timestamp": (_UTC_NS, "start of the forecast hour (UTC), in Paris days D..D+6"),
@@ -89,10 +81,14 @@ PREDICTIONS_OWN = {
     "lead_hours": ("int64", "hours from issued_at to timestamp"),
     "data_until": (_UTC_NS, "the hour after the last count the issue read (<= issued_at)"),
     "model_version": ("string", "registered MLflow version of the champion that issued it"),
-    "model_uri": ("string", "the champion's artifact (changes with a daily level update)"),
+    "model_kind": ("string", "model or naive"),
+    "model_uri": ("string", "the champion's artifact (a daily level update changes it)"),
+    "model_level_as_of": ("string", "last Paris day the champion's recent level had seen"),
+    "model_seen_until": (_UTC_NS, "first hour the artifact had not seen (training or level)"),
     "model_trained_end": (_UTC_NS, "end of that model's training data (nullable)"),
     "created_at": (_UTC_NS, "when the partition was materialized"),
 }
+UNDESCRIBED = ("object", "see bike_assets/monitoring/forecast_history.py")
 
 
 def column_schemas() -> dict[str, dg.TableSchema]:
@@ -103,8 +99,12 @@ def column_schemas() -> dict[str, dg.TableSchema]:
         **dict.fromkeys(SPLIT_ROLES, tidy),
         "counters": table_schema(COUNTERS_COLUMNS, COUNTERS_OWN, unique_key=["counter_id"]),
         "predictions": table_schema(
-            PREDICTIONS_COLUMNS,
-            PREDICTIONS_OWN,
+            FORECAST_COLUMNS,
+            {
+                c: PREDICTIONS_OWN.get(c, UNDESCRIBED)
+                for c in FORECAST_COLUMNS
+                if c not in TIDY_COLUMNS or c in PREDICTIONS_OWN
+            },
             unique_key=["issued_at", "counter_id", "timestamp"],
         ),
     }

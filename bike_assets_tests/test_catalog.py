@@ -21,7 +21,8 @@ import requests
 # and .time_window) are what the catalog uses.
 from dagster._core.definitions.freshness import CronFreshnessPolicy, TimeWindowFreshnessPolicy
 
-from bike_assets.catalog import PREDICTIONS_COLUMNS
+from bike_assets.catalog import PREDICTIONS_OWN
+from bike_assets.monitoring.forecast_history import FORECAST_COLUMNS
 from bike_assets.resources.report_store import GcsReportStore, LocalReportStore
 from bike_assets.resources.tracking import MlflowTracking, ui_base_url
 from bike_assets.schema import TIDY_COLUMNS, TIDY_DTYPES
@@ -121,7 +122,11 @@ def test_table_assets_declare_their_columns_from_the_tidy_schema(platform_env: P
     assert {k: v for k, v in counters.items() if k in TIDY_COLUMNS} == {
         k: v for k, v in TIDY_DTYPES.items() if k not in ("timestamp", "count")
     }
-    assert [c.name for c in declared["predictions"].columns] == PREDICTIONS_COLUMNS
+    # the predictions table's columns are the writer's contract, each one described here
+    assert [c.name for c in declared["predictions"].columns] == FORECAST_COLUMNS
+    assert set(FORECAST_COLUMNS) <= set(PREDICTIONS_OWN) | set(TIDY_COLUMNS)
+    kinds = {c.name: c.type for c in declared["predictions"].columns}
+    assert kinds["counter_id"] == "string" and kinds["predicted_count"] == "float64"
 
 
 def test_freshness_policies_are_the_first_class_ones(
