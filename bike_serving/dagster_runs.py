@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
-from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-from gql.transport.exceptions import TransportConnectionFailed, TransportServerError
-from gql.transport.requests import RequestsHTTPTransport
 
 from bike_serving.errors import ServingError
+
+if TYPE_CHECKING:
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 TIMEOUT_S = 30  # an admin request must not hang on a dead webserver (a busy one may be slow)
 REQUESTED_BY_TAG = "bike/requested_by"
@@ -52,6 +52,11 @@ class DagsterRuns:
         return f"{self.ui_url}/runs/{run_id}"
 
     def _client(self) -> DagsterGraphQLClient:
+        # Imported here: dagster_graphql loads all of Dagster (seconds, ~100 MB), which the
+        # server should pay only once someone uses a control.
+        from dagster_graphql import DagsterGraphQLClient
+        from gql.transport.requests import RequestsHTTPTransport
+
         if not self.graphql_url:
             raise DagsterUnavailableError(
                 "Dagster controls are not configured: set DAGSTER_GRAPHQL_URL on the server "
@@ -70,6 +75,8 @@ class DagsterRuns:
         requested_by: str = "bike_serving",
     ) -> str:
         """Launch `job` (blocking: call it in a worker thread); the new run's id."""
+        from dagster_graphql import DagsterGraphQLClientError
+
         client = self._client()
         try:
             return client.submit_job_execution(
@@ -83,6 +90,8 @@ class DagsterRuns:
 
     def status(self, run_id: str) -> str:
         """The run's status name (QUEUED, STARTED, SUCCESS, FAILURE, ...)."""
+        from dagster_graphql import DagsterGraphQLClientError
+
         try:
             return str(self._client().get_run_status(run_id).value)
         except DagsterGraphQLClientError as exc:
@@ -92,6 +101,8 @@ class DagsterRuns:
 def _unreachable(exc: BaseException) -> BaseException | None:
     """The transport failure behind `exc` (refused, timed out, 5xx), if that is what it was:
     the client wraps it once or twice, depending on where it happened."""
+    from gql.transport.exceptions import TransportConnectionFailed, TransportServerError
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(
