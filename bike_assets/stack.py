@@ -1,4 +1,4 @@
-"""`bike stack up | status | down`: the production topology on one machine, without Docker.
+"""`bike stack up | status | down | restart`: the production topology on one machine, no Docker.
 
 The same services, commands and instance config as docker-compose.yml (checked by
 bike_assets_tests/test_stack_config.py), as plain processes:
@@ -6,6 +6,7 @@ bike_assets_tests/test_stack_config.py), as plain processes:
 | service       | command                                                | ready when              |
 |---------------|--------------------------------------------------------|-------------------------|
 | pushgateway   | `prometheus-pushgateway` (if the binary exists)        | `/-/ready`              |
+| alertmanager  | `prometheus-alertmanager` (if the binary exists)       | `/-/ready`              |
 | prometheus    | `prometheus` (if the binary exists)                    | `/-/ready`              |
 | mlflow        | `mlflow server`, Postgres backend, local artifacts     | `/health`               |
 | code-location | `dagster code-server start -m bike_assets.definitions` | the webserver loaded it |
@@ -35,8 +36,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,18 +50,32 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 INSTANCE_CONFIG = REPO / "deploy" / "dagster.yaml"
 PROMETHEUS_CONFIG = REPO / "deploy" / "prometheus.yml"
+ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+# Written there when DISCORD_WEBHOOK_URL is empty: notifications fail (logged), nothing is sent.
+NO_WEBHOOK = "http://127.0.0.1:9/discord-webhook-not-configured"
 CODE_LOCATION = "bike_assets"
 # Start order; `down` stops in reverse (clients before the servers they talk to).
-ORDER = ("pushgateway", "prometheus", "mlflow", "code-location", "api", "webserver", "daemon")
+ORDER = (
+    "pushgateway",
+    "alertmanager",
+    "prometheus",
+    "mlflow",
+    "code-location",
+    "api",
+    "webserver",
+    "daemon",
+)
 # The compose host:port of each service, rewritten in the Prometheus config for the local stack.
 COMPOSE_ADDRESSES = {
     "api": "api:8000",
     "pushgateway": "pushgateway:9091",
-    "prometheus": "prometheus:9090",
+    "alertmanager": "alertmanager:9093",
+    "prometheus": "localhost:9090",
 }
 # Given to every process: what a program needs to run at all (never a platform setting).
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
@@ -74,6 +91,7 @@ API_ENV = (
     "GCS_BUCKET",
     "GCS_PREFIX",
     "GOOGLE_APPLICATION_CREDENTIALS",
+    "DAGSTER_GRAPHQL_URL",
 )
 WORKSPACE_YAML = """# Written by `bike stack up`: the webserver and the daemon load no user
 # code, they talk to the code-location gRPC server (as in deploy/workspace.compose.yaml).
@@ -112,6 +130,7 @@ class StackConfig:
     mlflow_port: int = 5000
     prometheus_port: int = 9090
     pushgateway_port: int = 9091
+    alertmanager_port: int = 9093
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
     pg_user: str = "postgres"
@@ -137,6 +156,7 @@ class StackConfig:
             mlflow_port=_port(env, "MLFLOW_PORT", 5000),
             prometheus_port=_port(env, "PROMETHEUS_PORT", 9090),
             pushgateway_port=_port(env, "PUSHGATEWAY_PORT", 9091),
+            alertmanager_port=_port(env, "ALERTMANAGER_PORT", 9093),
             pg_host=env.get("DAGSTER_POSTGRES_HOST", "").strip() or "127.0.0.1",
             pg_port=_port(env, "DAGSTER_POSTGRES_PORT", 5432),
             pg_user=env.get("DAGSTER_POSTGRES_USER", "").strip() or "postgres",
@@ -227,6 +247,17 @@ def find_binary(*names: str) -> str | None:
     return None
 
 
+def _tcp_open(host: str, port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    return probe
+
+
 def _http_ok(url: str) -> Callable[[], bool]:
     def probe() -> bool:
         try:
@@ -240,6 +271,11 @@ def _http_ok(url: str) -> Callable[[], bool]:
 LOCATION_QUERY = """
 { workspaceOrError { ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+RELOAD_LOCATION = """
+mutation Reload($name: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $name) { __typename }
+}
 """
 DAEMON_QUERY = """
 { instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }
@@ -274,9 +310,14 @@ def _location_loaded(webserver_url: str) -> Callable[[], bool]:
             if entry["name"] != CODE_LOCATION or entry["loadStatus"] != "LOADED":
                 continue
             loaded = entry["locationOrLoadError"] or {}
-            if loaded.get("__typename") == "PythonError":
-                raise StackError(f"code location failed to load: {loaded.get('message')}")
-            return True
+            if loaded.get("__typename") != "PythonError":
+                return True
+            message = str(loaded.get("message"))
+            if "UserCodeUnreachable" in message:
+                # asked before the code server listened: ask again rather than give up
+                graphql(webserver_url, RELOAD_LOCATION, {"name": CODE_LOCATION})
+                return False
+            raise StackError(f"code location failed to load: {message}")
         return False
 
     return probe
@@ -298,6 +339,20 @@ def _pick(env: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
     return {n: env[n] for n in names if n in env}
 
 
+def _prometheus_family(
+    config: StackConfig, name: str, binary: str, port: int, *flags: str
+) -> Service:
+    """Prometheus, Pushgateway and Alertmanager share their listen flag and readiness path."""
+    url = config.url(port)
+    return Service(
+        name,
+        [binary, *flags, f"--web.listen-address={config.host}:{port}"],
+        _pick(config.env, BASE_ENV),
+        url,
+        _http_ok(f"{url}/-/ready"),
+    )
+
+
 def build_services(config: StackConfig, only: Iterable[str] | None = None) -> list[Service]:
     """The services to run, in start order; Prometheus and Pushgateway only if installed."""
     wanted = set(only) if only else set(ORDER)
@@ -311,41 +366,44 @@ def build_services(config: StackConfig, only: Iterable[str] | None = None) -> li
     services: list[Service] = []
     pushgateway_bin = find_binary("prometheus-pushgateway", "pushgateway")
     prometheus_bin = find_binary("prometheus")
+    alertmanager_bin = find_binary("prometheus-alertmanager", "alertmanager")
     pushgateway_on = "pushgateway" in wanted and pushgateway_bin is not None
     mlflow_on = "mlflow" in wanted
 
     if pushgateway_on and pushgateway_bin:
-        url = config.url(config.pushgateway_port)
+        # Persisted: per-run counter groups must survive a restart (batch_metrics.py).
         services.append(
-            Service(
+            _prometheus_family(
+                config,
                 "pushgateway",
-                [
-                    pushgateway_bin,
-                    f"--web.listen-address={host}:{config.pushgateway_port}",
-                    # Persisted: per-run counter groups must survive a restart (batch_metrics.py).
-                    f"--persistence.file={config.stack_dir / 'pushgateway.store'}",
-                    "--persistence.interval=1m",
-                ],
-                base,
-                url,
-                _http_ok(f"{url}/-/ready"),
+                pushgateway_bin,
+                config.pushgateway_port,
+                f"--persistence.file={config.stack_dir / 'pushgateway.store'}",
+                "--persistence.interval=1m",
+            )
+        )
+    if "alertmanager" in wanted and alertmanager_bin:
+        services.append(
+            _prometheus_family(
+                config,
+                "alertmanager",
+                alertmanager_bin,
+                config.alertmanager_port,
+                f"--config.file={config.stack_dir / 'alertmanager.yml'}",
+                f"--storage.path={config.stack_dir / 'alertmanager'}",
+                "--cluster.listen-address=",  # one instance, no gossip port
             )
         )
     if "prometheus" in wanted and prometheus_bin:
-        url = config.url(config.prometheus_port)
         services.append(
-            Service(
+            _prometheus_family(
+                config,
                 "prometheus",
-                [
-                    prometheus_bin,
-                    f"--config.file={config.stack_dir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={config.stack_dir / 'prometheus'}",
-                    "--storage.tsdb.retention.time=15d",
-                    f"--web.listen-address={host}:{config.prometheus_port}",
-                ],
-                base,
-                url,
-                _http_ok(f"{url}/-/ready"),
+                prometheus_bin,
+                config.prometheus_port,
+                f"--config.file={config.stack_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={config.stack_dir / 'prometheus'}",
+                "--storage.tsdb.retention.time=15d",
             )
         )
     if mlflow_on:
@@ -401,12 +459,16 @@ def build_services(config: StackConfig, only: Iterable[str] | None = None) -> li
                 ],
                 code_env,
                 f"grpc://{host}:{config.grpc_port}",
-                # Loaded = the webserver says so (below); a bare TCP probe would pass before the
-                # definitions are imported.
-                lambda: True,
+                # Listening; "loaded" is the webserver's probe (below), which also waits for
+                # the definitions to be imported.
+                _tcp_open(host, config.grpc_port),
             )
         )
     if "api" in wanted:
+        api_env = base | _pick(config.env, API_ENV) | {"BIKE_DATA_DIR": str(config.data_dir)}
+        if "webserver" in wanted and not api_env.get("DAGSTER_GRAPHQL_URL", "").strip():
+            # the API's admin controls start runs through the stack's webserver
+            api_env["DAGSTER_GRAPHQL_URL"] = f"{config.webserver_url}/graphql"
         services.append(
             Service(
                 "api",
@@ -418,7 +480,7 @@ def build_services(config: StackConfig, only: Iterable[str] | None = None) -> li
                     "--port",
                     str(config.api_port),
                 ],
-                base | _pick(config.env, API_ENV) | {"BIKE_DATA_DIR": str(config.data_dir)},
+                api_env,
                 config.api_url,
                 _http_ok(f"{config.api_url}/health/live"),
             )
@@ -488,11 +550,51 @@ def _write_configs(config: StackConfig) -> None:
         ports = {
             "api": config.api_port,
             "pushgateway": config.pushgateway_port,
+            "alertmanager": config.alertmanager_port,
             "prometheus": config.prometheus_port,
         }
         for name, address in COMPOSE_ADDRESSES.items():
             text = text.replace(address, f"{config.host}:{ports[name]}")
-        (config.stack_dir / "prometheus.yml").write_text(text)
+        prometheus = yaml.safe_load(text)
+        # rule files are relative to the config's folder, which is deploy/, not the stack's
+        prometheus["rule_files"] = [
+            str(PROMETHEUS_CONFIG.parent / rule) for rule in prometheus.get("rule_files") or []
+        ]
+        (config.stack_dir / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    alertmanager_bin = find_binary("prometheus-alertmanager", "alertmanager")
+    if ALERTMANAGER_CONFIG.exists() and alertmanager_bin:
+        _write_alertmanager_config(config, _version(alertmanager_bin))
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    """`alertmanager, version 0.25.0 (...)` -> (0, 25, 0); () when it does not say."""
+    output = subprocess.run(  # noqa: S603 (a binary found on PATH, fixed argument)
+        [binary, "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    found = re.search(r"version (\d+)\.(\d+)\.(\d+)", output.stdout + output.stderr)
+    return tuple(int(part) for part in found.groups()) if found else ()
+
+
+def _write_alertmanager_config(config: StackConfig, version: tuple[int, ...]) -> None:
+    """deploy/alertmanager/alertmanager.yml with the Discord webhook from DISCORD_WEBHOOK_URL:
+    in a 0600 file beside it, as compose's secret (Alertmanager >= 0.26), or inline in the 0600
+    rendered config for older ones (Debian 12 ships 0.25, which has no `webhook_url_file` for
+    Discord)."""
+    webhook = config.env.get("DISCORD_WEBHOOK_URL", "").strip() or NO_WEBHOOK
+    rendered = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    for receiver in rendered.get("receivers") or []:
+        for discord in receiver.get("discord_configs") or []:
+            discord.pop("webhook_url_file", None)
+            if version >= (0, 26, 0):
+                secret = config.stack_dir / "discord_webhook_url"
+                secret.write_text(webhook)
+                secret.chmod(0o600)
+                discord["webhook_url_file"] = str(secret)
+            else:
+                discord["webhook_url"] = webhook
+    out = config.stack_dir / "alertmanager.yml"
+    out.write_text(yaml.safe_dump(rendered, sort_keys=False))
+    out.chmod(0o600)
 
 
 def _alive(pid: int) -> bool:
@@ -572,18 +674,7 @@ def up(
     t0 = time.monotonic()
     try:
         for service in services:
-            log = config.logs_dir / f"{service.name}.log"
-            with log.open("ab") as out:
-                proc = subprocess.Popen(  # noqa: S603 (argv built above, no shell)
-                    service.argv,
-                    env=service.env,
-                    cwd=config.stack_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: `down` kills its children too
-                )
-            started.append(Started(service.name, proc.pid, service.url, str(log), service.argv))
+            started.append(_start(config, service))
             _write_state(config, started)
         deadline = t0 + config.ready_timeout_s
         by_pid = {s.name: s for s in started}
@@ -594,6 +685,36 @@ def up(
         down(config, echo=lambda _line: None)
         raise
     return started
+
+
+def _start(config: StackConfig, service: Service) -> Started:
+    log = config.logs_dir / f"{service.name}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 (argv built above, no shell)
+            service.argv,
+            env=service.env,
+            cwd=config.stack_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `down` kills its children too
+        )
+    return Started(service.name, proc.pid, service.url, str(log), service.argv)
+
+
+def restart(config: StackConfig, name: str) -> Started:
+    """Stop one service (its whole group) and start it again, waiting until it is ready: what
+    compose's restart policy or Kubernetes does after a crash, e.g. of the code server."""
+    started = read_state(config)
+    index = next((i for i, s in enumerate(started) if s.name == name), None)
+    if index is None:
+        raise StackError(f"{name} is not running in this stack")
+    _stop_group(started[index].pid, config.stop_timeout_s)
+    (service,) = [s for s in build_services(config, [s.name for s in started]) if s.name == name]
+    started[index] = _start(config, service)
+    _write_state(config, started)
+    _wait_ready(service, started[index], time.monotonic() + config.ready_timeout_s)
+    return started[index]
 
 
 def _wait_ready(service: Service, started: Started, deadline: float) -> None:
@@ -665,16 +786,18 @@ def urls(config: StackConfig, started: Iterable[Started]) -> list[str]:
         lines.append(f"Prometheus      {config.url(config.prometheus_port)}")
     if "pushgateway" in names:
         lines.append(f"Pushgateway     {config.url(config.pushgateway_port)}")
+    if "alertmanager" in names:
+        lines.append(f"Alertmanager    {config.url(config.alertmanager_port)}")
     lines.append(f"logs            {config.logs_dir}")
     return lines
 
 
 def main(argv: list[str]) -> int:
-    """`bike stack up [--only a,b] | status | down`."""
+    """`bike stack up [--only a,b] | status | down | restart --only NAME`."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="bike stack", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("up", "status", "down"))
+    parser.add_argument("action", choices=("up", "status", "down", "restart"))
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(ORDER)}")
     args = parser.parse_args(argv)
     try:
@@ -697,6 +820,12 @@ def main(argv: list[str]) -> int:
                     f"{service.url}  log {service.log}"
                 )
             return 0 if rows and all(alive for _, alive in rows) else 1
+        elif args.action == "restart":
+            names = [s for s in args.only.split(",") if s.strip()]
+            if len(names) != 1:
+                raise StackError("restart takes one service: --only NAME")
+            restart(config, names[0])
+            print(f"  {names[0]} restarted")
         else:
             down(config)
     except StackError as exc:

@@ -101,7 +101,7 @@ def test_compose_runs_the_same_python_services_as_the_stack(tmp_path: Path, name
     assert _shape(local_argv) == _shape(compose_command), (name, local_argv, compose_command)
 
 
-@pytest.mark.parametrize("name", ["prometheus", "pushgateway"])
+@pytest.mark.parametrize("name", ["prometheus", "pushgateway", "alertmanager"])
 def test_compose_runs_the_same_prometheus_services_as_the_stack(tmp_path: Path, name: str) -> None:
     local = local_services(tmp_path).get(name)
     if local is None:
