@@ -3,8 +3,9 @@
 1. ingest the pre-drift weeks into raw_counts (one run for the range) and build `counters`;
 2. run `retrain_job`: splits -> challenger -> double evaluation -> champion v1 (first DEPLOY);
 3. ingest the last weeks, in which the synthetic city has a drift event (a level shift);
-4. materialize `predictions`, `champion_health` and `drift_report`, evaluate `retrain_sensor`
-   (P0-P4 decision matrix) and run the `retrain_job` it requests;
+4. backfill the `predictions` issue days of those weeks (the forecast history), score the
+   published forecasts (`champion_health`) and the drift (`drift_report`), evaluate
+   `retrain_sensor` (P0-P4 decision matrix) and run the `retrain_job` it requests;
 5. serve the champion with the Litestar app on 127.0.0.1 and print a forecast from it.
 
 Everything lands in `BIKE_DATA_DIR` (default ./data); Dagster history in `DAGSTER_HOME`
@@ -130,10 +131,10 @@ def demo(args: argparse.Namespace) -> int:
     _title(f"3. ingest {drift} .. {end}: the city changes on {drift} (drift event)")
     _ingest(defs, instance, drift, end)
 
-    _title("4. monitor: predictions, champion_health, drift_report -> retrain_sensor")
+    _title("4. monitor: forecast history (backfill), champion_health, drift -> retrain_sensor")
     from bike_assets.demo_monitoring import monitor_and_maybe_retrain
 
-    monitor_and_maybe_retrain(defs, instance)
+    monitor_and_maybe_retrain(defs, instance, drift, end + timedelta(days=1))
 
     _title("5. serve the champion over HTTP and ask it for a forecast")
     from bike_assets.demo_serving import serve_and_forecast

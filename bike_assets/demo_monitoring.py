@@ -1,32 +1,72 @@
-"""Step 4 of `bike demo`: watch the champion, let retrain_sensor decide, act on its decision."""
+"""Step 4 of `bike demo`: the forecast history, its score, the drift, and retrain_sensor.
+
+The demo ingested weeks that nobody forecast at the time, so it backfills their issue days (what
+the automation would have issued each morning: counts before each day only, the champion being
+served), then scores those published forecasts and lets retrain_sensor decide.
+"""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
 
-def _run(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, **kwargs: Any) -> None:
+def _run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, **kwargs: Any
+) -> dg.ExecuteInProcessResult:
     from bike_assets.cli import QUIET
 
-    result = defs.resolve_job_def(job).execute_in_process(
+    result: dg.ExecuteInProcessResult = defs.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
     )
     if not result.success:
         raise SystemExit(f"{job} failed; see `dagster dev` for the run's logs")
+    return result
 
 
-def monitor_and_maybe_retrain(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
-    """Materialize the monitoring assets, evaluate retrain_sensor once, run what it requests."""
-    _run(defs, instance, "daily_predictions_job")
+def backfill_issue_days(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date
+) -> None:
+    """Issue the forecasts of Paris days first..last in one run (a backfill of `predictions`)."""
+    from bike_assets.cli import RANGE_END_TAG, RANGE_START_TAG
+
+    result = _run(
+        defs,
+        instance,
+        "daily_predictions_job",
+        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
+    )
+    events = result.get_asset_materialization_events()
+    metadata = [e.step_materialization_data.materialization.metadata for e in events]
+    rows = sum(int(getattr(m.get("dagster/row_count"), "value", 0) or 0) for m in metadata)
+    version = getattr(metadata[-1].get("model_version"), "value", "?") if metadata else "?"
+    print(
+        f"predictions: issue days {first} .. {last} backfilled ({len(metadata)} partitions, "
+        f"{rows:,} hourly forecasts by champion v{version}, each from the counts before its day)"
+    )
+
+
+def monitor_and_maybe_retrain(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first_issue: date, last_issue: date
+) -> bool:
+    """Backfill the forecast history, score it and measure drift (the weekly monitoring),
+    evaluate retrain_sensor once, run what it requests."""
+    backfill_issue_days(defs, instance, first_issue, last_issue)
     _run(defs, instance, "weekly_monitor_job")
     health: Any = defs.load_asset_value("champion_health", instance=instance)
     drift: Any = defs.load_asset_value("drift_report", instance=instance)
-    r2, rmse = health.get("r2"), health.get("rmse")
+    r2, rmse, mae = health.get("r2"), health.get("rmse"), health.get("mae")
     print(
         f"champion_health: state={health['state']} rows={health['rows']} "
-        + (f"R²={r2:.3f} RMSE={rmse:.1f}" if r2 is not None else f"({health.get('reason')})")
+        + (
+            f"R²={r2:.3f} RMSE={rmse:.1f} MAE={mae:.1f} on the forecasts published by "
+            f"v{health.get('version')} ({health.get('issues_scored')} issue days, mean lead "
+            f"{health.get('mean_lead_hours'):.1f} h)"
+            if r2 is not None
+            else f"({health.get('reason')})"
+        )
     )
     share = drift.get("share")
     print(
