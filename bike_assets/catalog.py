@@ -30,7 +30,7 @@ here is the same rule for every asset, so it lives beside the definitions, not i
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ import dagster as dg
 
 import bike_assets
 from bike_assets.monitoring.forecast_history import FORECAST_COLUMNS
-from bike_assets.schema import TIDY_COLUMNS, table_schema
+from bike_assets.schema import KEY_COLUMNS, TIDY_COLUMNS, TIDY_DESCRIPTIONS, TIDY_DTYPES
 from bike_assets.settings import PARIS_TZ, Settings
 
 DOMAIN = "mobility"
@@ -89,6 +89,38 @@ PREDICTIONS_OWN = {
     "created_at": (_UTC_NS, "when the partition was materialized"),
 }
 UNDESCRIBED = ("object", "see bike_assets/monitoring/forecast_history.py")
+
+
+def table_schema(
+    columns: Iterable[str] = TIDY_COLUMNS,
+    extra: Mapping[str, tuple[str, str]] | None = None,
+    unique_key: Iterable[str] = KEY_COLUMNS,
+) -> dg.TableSchema:
+    """A `dagster.TableSchema` of `columns`: tidy columns take their dtype and meaning from
+    `schema.py`; a table's own columns come from `extra` (name -> (dtype, description));
+    `unique_key` is stated as the table's constraint (one row per key).
+    """
+    own = dict(extra or {})
+    fields = []
+    for name in list(columns):
+        if name in own:
+            dtype, description = own[name]
+        elif name in TIDY_DTYPES:
+            dtype, description = TIDY_DTYPES[name], TIDY_DESCRIPTIONS[name]
+        else:
+            raise KeyError(f"column {name!r} is neither tidy nor described by the table")
+        nullable = "nullable" in description
+        fields.append(
+            dg.TableColumn(
+                name,
+                dtype,
+                description=description,
+                constraints=dg.TableColumnConstraints(nullable=nullable),
+            )
+        )
+    key = list(unique_key)
+    constraints = dg.TableConstraints(other=[f"one row per ({', '.join(key)})"]) if key else None
+    return dg.TableSchema(columns=fields, constraints=constraints)
 
 
 def column_schemas() -> dict[str, dg.TableSchema]:

@@ -35,7 +35,8 @@ TIDY_DTYPES: dict[str, str] = {
 }
 TIDY_COLUMNS: list[str] = list(TIDY_DTYPES)
 KEY_COLUMNS: list[str] = ["counter_id", "timestamp"]
-# The meaning column of the table above, as data: the Dagster catalog shows it per column.
+# The meaning column of the table above, as data: the Dagster catalog (`bike_assets/catalog.py`)
+# shows it per column. This module stays free of Dagster: bike_serving may import it.
 TIDY_DESCRIPTIONS: dict[str, str] = {
     "counter_id": "`id_compteur`, `<site>-<channel>`: the key with `timestamp`",
     "counter_name": "`nom_compteur`",
@@ -47,43 +48,6 @@ TIDY_DESCRIPTIONS: dict[str, str] = {
     "lon": "longitude from `coordinates` (nullable)",
     "installation_date": "`installation_date`, YYYY-MM-DD (nullable)",
 }
-
-
-def table_schema(
-    columns: Iterable[str] = TIDY_COLUMNS,
-    extra: Mapping[str, tuple[str, str]] | None = None,
-    unique_key: Iterable[str] = KEY_COLUMNS,
-) -> Any:
-    """A `dagster.TableSchema` of `columns`: tidy columns take their dtype and meaning from
-    this module; a table's own columns come from `extra` (name -> (dtype, description));
-    `unique_key` is stated as the table's constraint (one row per key).
-
-    Dagster is imported here, not at the top: `bike_serving` imports this module and must not
-    load Dagster.
-    """
-    import dagster as dg
-
-    own = dict(extra or {})
-    fields = []
-    for name in list(columns):
-        if name in own:
-            dtype, description = own[name]
-        elif name in TIDY_DTYPES:
-            dtype, description = TIDY_DTYPES[name], TIDY_DESCRIPTIONS[name]
-        else:
-            raise KeyError(f"column {name!r} is neither tidy nor described by the table")
-        nullable = "nullable" in description
-        fields.append(
-            dg.TableColumn(
-                name,
-                dtype,
-                description=description,
-                constraints=dg.TableColumnConstraints(nullable=nullable),
-            )
-        )
-    key = list(unique_key)
-    constraints = dg.TableConstraints(other=[f"one row per ({', '.join(key)})"]) if key else None
-    return dg.TableSchema(columns=fields, constraints=constraints)
 
 
 def empty_tidy() -> pd.DataFrame:
