@@ -20,33 +20,19 @@ from litestar import Litestar, get
 from litestar.testing import TestClient
 
 from bike_assets.ml.model import predict_counts
+from bike_assets_tests.serving_fixtures import (
+    API_KEY,
+    CACHE_HOURS,
+    CACHE_START,
+    COUNTERS,
+    FIXED_NOW,
+    metric,
+    publish,
+    serving_client,
+    trained,
+)
 from bike_serving.errors import EXCEPTION_HANDLERS, RETRAIN_COMMAND
 from bike_serving.prediction import OFFLOAD_RECORDS
-
-try:
-    from bike_assets_tests.serving_fixtures import (
-        API_KEY,
-        CACHE_HOURS,
-        CACHE_START,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        publish,
-        serving_client,
-        trained,
-    )
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        API_KEY,
-        CACHE_HOURS,
-        CACHE_START,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        publish,
-        serving_client,
-        trained,
-    )
 
 Client = TestClient[Any]
 

@@ -22,30 +22,18 @@ import pytest
 from litestar.testing import TestClient
 
 from bike_assets.ml.model import predict_counts
+from bike_assets_tests.serving_fixtures import (
+    API_KEY,
+    COUNTERS,
+    FIXED_NOW,
+    metric,
+    publish,
+    serving_client,
+    trained,
+)
 from bike_serving.day_cache import HOURS_PER_DAY, DayCache
 from bike_serving.forecast_cache import predict_rows
 from bike_serving.prediction import OFFLOAD_RECORDS
-
-try:
-    from bike_assets_tests.serving_fixtures import (
-        API_KEY,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        publish,
-        serving_client,
-        trained,
-    )
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        API_KEY,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        publish,
-        serving_client,
-        trained,
-    )
 
 Client = TestClient[Any]
 PARIS = ZoneInfo("Europe/Paris")

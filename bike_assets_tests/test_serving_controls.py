@@ -11,12 +11,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from bike_assets_tests.serving_fixtures import API_KEY, serving_client
 from bike_assets_tests.test_webserver_e2e import webserver
-
-try:
-    from bike_assets_tests.serving_fixtures import API_KEY, serving_client
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import API_KEY, serving_client  # type: ignore[no-redef]
 
 __all__ = ["webserver"]  # the fixture, shared with test_webserver_e2e.py
 

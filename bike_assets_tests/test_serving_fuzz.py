@@ -15,17 +15,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
+from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
 from bike_serving.timestamps import hour_of, parse_timestamps
-
-try:
-    from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        COUNTERS,
-        publish,
-        serving_client,
-        trained,
-    )
 
 Client = TestClient[Any]
 JSON_HEADERS = {"content-type": "application/json"}

@@ -25,26 +25,15 @@ from bike_assets.ml.model_files import ArtifactError, load_artifact, save_artifa
 from bike_assets.ml.pointer import ChampionPointer, write_pointer
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.settings import SettingsError
+from bike_assets_tests.serving_fixtures import (
+    API_KEY,
+    COUNTERS,
+    model_path,
+    publish,
+    serving_client,
+    trained,
+)
 from bike_serving.app import create_app
-
-try:
-    from bike_assets_tests.serving_fixtures import (
-        API_KEY,
-        COUNTERS,
-        model_path,
-        publish,
-        serving_client,
-        trained,
-    )
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        API_KEY,
-        COUNTERS,
-        model_path,
-        publish,
-        serving_client,
-        trained,
-    )
 
 Client = TestClient[Any]
 JSON = {"content-type": "application/json"}

@@ -25,33 +25,18 @@ from litestar.testing import TestClient
 from bike_assets.ml.pointer import ChampionPointer, read_pointer, write_pointer
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore, artifact_path
-
-try:
-    from bike_assets_tests.serving_fixtures import (
-        API_KEY,
-        CACHE_START,
-        COUNTERS,
-        AsgiDriver,
-        metric,
-        model_path,
-        publish,
-        rss_bytes,
-        serving_client,
-        trained,
-    )
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        API_KEY,
-        CACHE_START,
-        COUNTERS,
-        AsgiDriver,
-        metric,
-        model_path,
-        publish,
-        rss_bytes,
-        serving_client,
-        trained,
-    )
+from bike_assets_tests.serving_fixtures import (
+    API_KEY,
+    CACHE_START,
+    COUNTERS,
+    AsgiDriver,
+    metric,
+    model_path,
+    publish,
+    rss_bytes,
+    serving_client,
+    trained,
+)
 
 Client = TestClient[Any]
 Request = tuple[str, str, bytes, dict[str, str]]

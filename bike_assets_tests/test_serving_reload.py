@@ -18,30 +18,17 @@ from bike_assets.ml.model import predict_counts
 from bike_assets.ml.model_files import save_artifact
 from bike_assets.ml.pointer import ChampionPointer, read_pointer, write_pointer
 from bike_assets.resources.model_store import artifact_path
+from bike_assets_tests.serving_fixtures import (
+    API_KEY,
+    COUNTERS,
+    FIXED_NOW,
+    metric,
+    model_path,
+    publish,
+    serving_client,
+    trained,
+)
 from bike_serving.champion import LoadedChampion
-
-try:
-    from bike_assets_tests.serving_fixtures import (
-        API_KEY,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        model_path,
-        publish,
-        serving_client,
-        trained,
-    )
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        API_KEY,
-        COUNTERS,
-        FIXED_NOW,
-        metric,
-        model_path,
-        publish,
-        serving_client,
-        trained,
-    )
 
 Client = TestClient[Any]
 # Inside the cache window (2024-06-03 Paris) and far outside it: both paths are checked.

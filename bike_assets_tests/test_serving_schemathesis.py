@@ -21,15 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-try:
-    from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
-except ModuleNotFoundError:  # bike_assets_tests is no package: pytest put its folder on sys.path
-    from serving_fixtures import (  # type: ignore[no-redef]
-        COUNTERS,
-        publish,
-        serving_client,
-        trained,
-    )
+from bike_assets_tests.serving_fixtures import COUNTERS, publish, serving_client, trained
 
 EXAMPLES = {"POST /predict": 260, "GET /forecast": 260}  # the operations that take input
 OTHERS = 5

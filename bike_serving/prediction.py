@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bike_serving.champion import LoadedChampion
+from bike_serving.day_cache import DaysAnswer
 from bike_serving.metrics import ServingMetrics
 from bike_serving.timestamps import parse_timestamps
 
@@ -54,30 +55,32 @@ def _parsed(
     return parsed.instants, champion.codes_for(counter_ids, _counter_field), parsed.hours
 
 
+def _merged(
+    values: NDArray[np.float64], miss: NDArray[np.bool_], rest: DaysAnswer
+) -> tuple[NDArray[np.float64], Sources]:
+    """The window's values with the day cache's answer for the rows it missed."""
+    values[miss] = rest.values
+    return values, Sources(len(miss) - len(rest.values), rest.from_days, rest.from_pipeline)
+
+
 def _predict_blocking(
     champion: LoadedChampion, codes: NDArray[np.intp], hours: NDArray[np.int64]
 ) -> tuple[NDArray[np.float64], Sources]:
     values, hit = champion.cache.lookup(codes, hours)
-    window = int(np.count_nonzero(hit))
-    if window == len(hit):
-        return values, Sources(window, 0, 0)
+    if hit.all():
+        return values, Sources(len(hit), 0, 0)
     miss = ~hit
-    rest = champion.days.predict_blocking(codes[miss], hours[miss])
-    values[miss] = rest.values
-    return values, Sources(window, rest.from_days, rest.from_pipeline)
+    return _merged(values, miss, champion.days.predict_blocking(codes[miss], hours[miss]))
 
 
 async def _predict(
     champion: LoadedChampion, codes: NDArray[np.intp], hours: NDArray[np.int64]
 ) -> tuple[NDArray[np.float64], Sources]:
     values, hit = champion.cache.lookup(codes, hours)
-    window = int(np.count_nonzero(hit))
-    if window == len(hit):
-        return values, Sources(window, 0, 0)
+    if hit.all():
+        return values, Sources(len(hit), 0, 0)
     miss = ~hit
-    rest = await champion.days.predict(codes[miss], hours[miss])
-    values[miss] = rest.values
-    return values, Sources(window, rest.from_days, rest.from_pipeline)
+    return _merged(values, miss, await champion.days.predict(codes[miss], hours[miss]))
 
 
 def _records_blocking(
