@@ -4,6 +4,11 @@ It is the single source of truth for "which model is the champion" (MLflow's `ch
 follows it). It is written atomically: a local temp file + `os.replace`, or on GCS an upload with
 a generation precondition, so a reader sees the old pointer or the new one, never half of one,
 and two racing promotions leave one valid pointer.
+
+`model_uri` names the model file relative to the model store, with the sha256 computed when it
+was saved (`models/v12/model.skops#sha256=...`, from `ModelStore.save`): readers resolve it
+inside the store and check the digest before loading (`bike_assets.ml.model_files`). Fields
+this version does not know are ignored when reading, so newer writers do not break older readers.
 """
 
 from __future__ import annotations
