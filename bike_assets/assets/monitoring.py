@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from bike_assets.lifecycle.audit import record_decision
 from bike_assets.ml.metrics import score
 from bike_assets.monitoring.drift import measure_drift
 from bike_assets.monitoring.forecast_history import (
@@ -35,7 +35,6 @@ from bike_assets.resources.report_store import ReportStore
 from bike_assets.resources.warehouse import Warehouse
 from bike_assets.settings import PARIS_TZ, Settings
 
-DECISION_LOG = "decision_log"
 WINDOW = pd.Timedelta(days=7)
 MIN_HEALTH_ROWS = 24 * 3  # fewer scored hours than this says nothing about a model
 
@@ -77,27 +76,6 @@ def _issued_at_expr(env: str) -> str:
     if env == "gcp":
         return "DATETIME(issued_at, 'Europe/Paris')"
     return "timezone('Europe/Paris', issued_at)"
-
-
-def record_decision(
-    warehouse: Warehouse, *, kind: str, decision: str, value: float | None, detail: str, run_id: str
-) -> None:
-    """Append one row to the audit table of every automated decision."""
-    warehouse.append(
-        DECISION_LOG,
-        pd.DataFrame(
-            [
-                {
-                    "decided_at": datetime.now(UTC),
-                    "run_id": run_id,
-                    "kind": kind,
-                    "decision": decision,
-                    "value": np.nan if value is None else float(value),
-                    "detail": detail,
-                }
-            ]
-        ),
-    )
 
 
 def _latest_window(warehouse: Warehouse) -> tuple[pd.Timestamp, pd.Timestamp] | None:
