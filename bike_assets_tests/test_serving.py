@@ -96,6 +96,7 @@ def test_champion_shows_pointer_metrics_and_cache(client: Client, tmp_path: Path
     assert re.fullmatch(r"models/v1/model\.skops#sha256=[0-9a-f]{64}", body["model_uri"])
     assert str(tmp_path) not in client.get("/champion").text
     assert body["metrics"] == {"rmse": 12.5, "r2": 0.91}
+    assert body["kind"] == "model"
     assert body["trained_range"] == {"start": "2024-05-06", "end": "2024-05-27"}
     assert body["promoted_at"] == "2024-05-28T06:00:00+00:00"
     cache = body["forecast_cache"]

@@ -3,6 +3,7 @@ the forecast window moving with the Paris day."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -241,3 +242,16 @@ def test_forecast_window_follows_the_paris_day(tmp_path: Path) -> None:
         expected = predict_counts(trained("1"), frame)[0]
         assert response.json()["predictions"][0]["predicted_count"] == pytest.approx(expected)
         assert metric(client, "bike_model_reloads_total", result="success") == 1  # not a reload
+
+
+def test_pointer_fields_this_version_does_not_know_are_ignored(tmp_path: Path) -> None:
+    """A newer writer may add fields: the server keeps serving and takes what it knows."""
+    publish(tmp_path, trained("1"), "1")
+    pointer_file = tmp_path / "champion.json"
+    with serving_client(tmp_path) as client:
+        document = json.loads(pointer_file.read_text(encoding="utf-8"))
+        document |= {"kind": "naive", "from_the_future": {"x": 1}}
+        pointer_file.write_text(json.dumps(document), encoding="utf-8")
+        assert reload(client)["result"] == "unchanged"
+        assert client.get("/champion").json()["kind"] == "naive"
+        assert_still_v1(client, failed=0)

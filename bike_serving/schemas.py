@@ -87,6 +87,7 @@ class CacheInfo(msgspec.Struct):
 
 class ChampionResponse(msgspec.Struct):
     version: str
+    kind: str  # "model", or "naive" when the seasonal naive beat every trained candidate
     # relative to the model store, with the sha256 checked at load: never a server path
     model_uri: Annotated[str, msgspec.Meta(examples=["models/v12/model.skops#sha256=" + "0" * 64])]
     trained_range: dict[str, str]

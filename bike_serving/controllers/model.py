@@ -25,6 +25,7 @@ class ModelController(Controller):
         pointer, cache = champion.pointer, champion.cache
         return ChampionResponse(
             version=pointer.version,
+            kind=pointer.kind,
             model_uri=champion.artifact,
             trained_range=pointer.trained_range,
             metrics=pointer.metrics,
