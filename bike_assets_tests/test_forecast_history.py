@@ -184,3 +184,9 @@ def test_champion_health_scores_the_published_forecasts(champion_on_january: Pla
     assert event is not None and event.asset_materialization is not None
     metadata = event.asset_materialization.metadata
     assert {"state", "r2", "rmse", "mae", "rows", "champion_version", "reason"} <= set(metadata)
+
+
+def test_history_read_back_from_bigquery_naming_is_the_same_history() -> None:
+    # dagster-gcp stores column names upper-case; champion_health reads them back as they are
+    shouted = HISTORY.rename(columns=str.upper).astype({"ISSUED_AT": str, "LEAD_HOURS": float})
+    pd.testing.assert_frame_equal(normalize_forecasts(shouted), HISTORY)

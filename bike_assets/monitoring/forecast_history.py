@@ -128,8 +128,8 @@ def empty_forecasts() -> pd.DataFrame:
 
 def normalize_forecasts(frame: pd.DataFrame) -> pd.DataFrame:
     """The stored dtypes, whatever the storage handed back (DuckDB and BigQuery return their
-    own timestamp zones and object strings)."""
-    out = frame.loc[:, FORECAST_COLUMNS].copy()
+    own timestamp zones and object strings; dagster-gcp stores column names upper-case)."""
+    out = frame.rename(columns=str.lower).loc[:, FORECAST_COLUMNS].copy()
     for column in ("issued_at", "timestamp", "data_until", "model_seen_until", "created_at"):
         out[column] = pd.to_datetime(out[column], utc=True)
     for column in ("counter_id", "model_version", "model_kind", "model_uri", "model_level_as_of"):
