@@ -17,8 +17,8 @@ BENCHMARKS.md, else beside `--out`). BENCHMARKS.md then gets:
 
 `--only NAME ...` reruns some benches and replaces only their sections (the others, and their
 summary rows, stay as they were): that is how the model tables are regenerated alone. Figures
-come from the `<report>.figures.json` a bench writes (`bench/_figures.py`); for benches that do
-not write one yet (serve, model quality), they are read from the report's Markdown table.
+come from the `<report>.figures.json` a bench writes (`bench/_figures.py`); for a bench that does
+not write one (serve), they are read from the report's Markdown table.
 
 Data: `--data` is the shared Paris parquet (API field names); without it, a synthetic city of the
 same shape and period is generated (`bike_assets.sources.synthetic.generate_counts`) into a
@@ -196,9 +196,14 @@ def _ingest_argv(plan: Plan, out: Path) -> list[str]:
 
 def _model_argv(plan: Plan, out: Path) -> list[str]:
     argv = ["--data", str(plan.data), "--out", str(out)]
-    if plan.quick and _supports("model_quality", "--no-previous"):
-        argv.append("--no-previous")
+    if plan.quick and _supports("model_quality", "--quick"):
+        argv.append("--quick")
     return argv
+
+
+def _retrain_argv(plan: Plan, out: Path) -> list[str]:
+    argv = ["--data", str(plan.data), "--out", str(out)]
+    return argv + (["--repeats", "0"] if plan.quick else [])
 
 
 BENCHES = [
@@ -234,6 +239,13 @@ BENCHES = [
         "model_quality.md",
         _model_argv,
         extract=model_figures,
+    ),
+    Bench(
+        "retrain",
+        "retrain_job",
+        "Retraining: `retrain_job` on the whole year through Dagster",
+        "retrain_job.md",
+        _retrain_argv,
     ),
     Bench(
         "calibration",
