@@ -55,6 +55,7 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 # Hourly shapes, Paris local hour 0..23, each normalised to mean 1 below. Rounded from the shape
 # of the real counts (weekday peaks 08-09h and 17-19h, weekend afternoon hump, Friday/Saturday
 # night activity after midnight); counter-level variations are applied on top.
+# fmt: off  (tables of 24 hours, 12 per line, read better than one value per line)
 _WEEKDAY_SHAPE: Final = np.array(
     [0.15, 0.08, 0.045, 0.03, 0.03, 0.07, 0.21, 0.82, 2.45, 2.20, 1.03, 0.93,
      1.18, 1.18, 1.12, 1.14, 1.37, 2.03, 2.68, 2.35, 1.30, 0.69, 0.46, 0.35]
@@ -67,6 +68,7 @@ _SUNDAY_SHAPE: Final = np.array(
     [0.24, 0.17, 0.13, 0.08, 0.05, 0.05, 0.07, 0.12, 0.27, 0.51, 0.83, 1.13,
      1.40, 1.20, 1.31, 1.66, 1.79, 1.78, 1.48, 1.02, 0.66, 0.44, 0.28, 0.18]
 )
+# fmt: on
 # Where the commute lives, to skew one direction of a site to the morning and the other to the
 # evening (people ride in and out of the centre) and to damp peaks on school holidays.
 _MORNING: Final = np.zeros(24)
