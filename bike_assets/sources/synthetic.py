@@ -55,7 +55,8 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 # Hourly shapes, Paris local hour 0..23, each normalised to mean 1 below. Rounded from the shape
 # of the real counts (weekday peaks 08-09h and 17-19h, weekend afternoon hump, Friday/Saturday
 # night activity after midnight); counter-level variations are applied on top.
-# fmt: off  (tables of 24 hours, 12 per line, read better than one value per line)
+# Tables of 24 hours read better 12 values a line than one value a line (ruff format):
+# fmt: off
 _WEEKDAY_SHAPE: Final = np.array(
     [0.15, 0.08, 0.045, 0.03, 0.03, 0.07, 0.21, 0.82, 2.45, 2.20, 1.03, 0.93,
      1.18, 1.18, 1.12, 1.14, 1.37, 2.03, 2.68, 2.35, 1.30, 0.69, 0.46, 0.35]
