@@ -228,3 +228,21 @@ def test_gcs_reports_are_linked_through_the_authenticated_console_url() -> None:
     assert store.url_for("drift_1.html") == (
         "https://storage.cloud.google.com/bikes/bike-traffic/reports/drift_1.html"
     )
+
+
+def test_readme_has_the_automation_table() -> None:
+    """#14: written by the automation work: a table saying which asset is driven by what."""
+    blocks, block = [], []
+    for line in [*(ROOT / "README.md").read_text().splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            blocks.append("\n".join(block))
+            block = []
+    automation = [
+        b
+        for b in blocks
+        if all(f"`{a}`" in b for a in ("predictions", "champion_health", "drift_report"))
+        and ("eager" in b or "on_cron" in b)
+    ]
+    assert automation, "README has no table of what drives each asset"
