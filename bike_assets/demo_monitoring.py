@@ -83,7 +83,9 @@ def monitor_and_maybe_retrain(
             f"{'DRIFT' if column['drifted'] else ''}"
         )
     sensor = defs.get_sensor_def("retrain_sensor")
-    with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+    # the code location's resources, as the daemon gives them (`definitions=` alone does not
+    # reach a sensor that is called directly)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
         result = sensor(context)
     requests = [
         r

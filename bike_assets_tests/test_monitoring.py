@@ -56,9 +56,10 @@ def steady(platform_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
 
 def evaluate_sensor(platform: Platform, cursor: str | None = None) -> tuple[object, str | None]:
     sensor = platform.defs.get_sensor_def("retrain_sensor")
-    # Resources come from the code location (as the daemon gives them), not from the environment.
+    # Resources come from the code location (as the daemon gives them), not from the environment;
+    # `definitions=` alone does not reach a sensor that is called directly.
     with dg.build_sensor_context(
-        instance=platform.instance, cursor=cursor, definitions=platform.defs
+        instance=platform.instance, cursor=cursor, resources=platform.defs.resources
     ) as context:
         result = sensor(context)
         return result, context.cursor
