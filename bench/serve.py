@@ -448,11 +448,11 @@ def report(results: dict[str, Result], client: str, secs: float, loads: tuple[st
         "",
         "Notes: (a) decodes the same single-record JSON body into a dict and returns a constant. "
         "(b)-(f) send timestamps with a UTC offset; 100 counters, HistGradientBoosting "
-        "max_iter=150. (c) and (e) compute each of their days once (one pipeline call for "
-        "100 counters x 24 hours, in a worker thread), then read them like (b) and (d); "
-        "(f) is bound by that call (pandas features + HistGradientBoosting predict, one "
-        'OpenMP thread). "server" is the app\'s own `Server-Timing` (body read and decode, '
-        "handler, encode).",
+        "max_iter=150. (c) and (e) compute the whole day of each counter they ask once (one "
+        "pipeline call for the missing counter-days x 24 hours, in a worker thread), then read "
+        "it like (b) and (d); (f) is bound by that call (pandas features + HistGradientBoosting "
+        'predict of 24 rows, one OpenMP thread). "server" is the app\'s own `Server-Timing` '
+        "(body read and decode, handler, encode).",
         "",
         "Before the day cache (issue #13), (c) answered 57-64 req/s with p99 229-315 ms while "
         "(a) answered 3,116-3,915 req/s in the same runs (0.02 of the trivial handler); (f) did "
