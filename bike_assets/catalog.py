@@ -85,7 +85,6 @@ PREDICTIONS_OWN = {
     "model_uri": ("string", "the champion's artifact (a daily level update changes it)"),
     "model_level_as_of": ("string", "last Paris day the champion's recent level had seen"),
     "model_seen_until": (_UTC_NS, "first hour the artifact had not seen (training or level)"),
-    "model_trained_end": (_UTC_NS, "end of that model's training data (nullable)"),
     "created_at": (_UTC_NS, "when the partition was materialized"),
 }
 UNDESCRIBED = ("object", "see bike_assets/monitoring/forecast_history.py")
@@ -109,7 +108,7 @@ def table_schema(
             dtype, description = TIDY_DTYPES[name], TIDY_DESCRIPTIONS[name]
         else:
             raise KeyError(f"column {name!r} is neither tidy nor described by the table")
-        nullable = "nullable" in description
+        nullable = "nullable" in description  # schema.py's meanings say which columns are
         fields.append(
             dg.TableColumn(
                 name,

@@ -8,10 +8,11 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -19,7 +20,12 @@ import requests
 
 # The policy classes are not exported at the top level; the constructors (dg.FreshnessPolicy.cron
 # and .time_window) are what the catalog uses.
-from dagster._core.definitions.freshness import CronFreshnessPolicy, TimeWindowFreshnessPolicy
+from dagster._core.definitions.freshness import (
+    CronFreshnessPolicy,
+    FreshnessState,
+    TimeWindowFreshnessPolicy,
+)
+from dagster._core.test_utils import freeze_time
 
 from bike_assets.catalog import PREDICTIONS_OWN
 from bike_assets.monitoring.forecast_history import FORECAST_COLUMNS
@@ -27,6 +33,7 @@ from bike_assets.resources.report_store import GcsReportStore, LocalReportStore
 from bike_assets.resources.tracking import MlflowTracking, ui_base_url
 from bike_assets.schema import TIDY_COLUMNS, TIDY_DTYPES
 from bike_assets.settings import PARIS_TZ, Settings, SettingsError
+from bike_assets_tests.conftest import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train_baseline", "test_baseline", "train_current", "test_current")
@@ -59,6 +66,25 @@ def serve_directory(folder: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def evaluate_freshness(instance: dg.DagsterInstance) -> None:
+    """One iteration of Dagster's freshness daemon (what `dagster-daemon run` does every 30 s)
+    over this instance and the code location, loaded in process. Running the whole daemon
+    would also start the automation sensors, which would launch runs of their own."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.freshness import FreshnessDaemon
+
+    target = InProcessWorkspaceLoadTarget(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(module_name="bike_assets.definitions", working_directory=str(ROOT))
+        )
+    )
+    with create_test_daemon_workspace_context(target, instance) as context:
+        list(FreshnessDaemon().run_iteration(context))
 
 
 def _specs(settings: Settings) -> dict[str, dg.AssetSpec]:
@@ -157,6 +183,28 @@ def test_freshness_policies_are_the_first_class_ones(
     monkeypatch.setenv("RETRAIN_MAX_AGE_DAYS", "nan")
     with pytest.raises(SettingsError, match="RETRAIN_MAX_AGE_DAYS"):
         Settings.from_env()
+
+
+def test_freshness_is_evaluated_as_health_and_raw_counts_turns_stale(platform: Platform) -> None:
+    """Dagster's own freshness evaluation over a real instance: fresh right after yesterday's
+    Paris day is ingested; FAIL once a later 03:00 Paris deadline passes without a new one."""
+    raw_counts = dg.AssetKey("raw_counts")
+    today = datetime.now(ZoneInfo(PARIS_TZ)).date()
+    platform.ingest(today - timedelta(days=1), today - timedelta(days=1))
+
+    def state() -> FreshnessState:
+        evaluate_freshness(platform.instance)
+        return platform.instance.get_freshness_state_records([raw_counts])[
+            raw_counts
+        ].freshness_state
+
+    assert state() == FreshnessState.PASS
+    # The clock moved on (Dagster's own time switch; the instance and the policy are real).
+    with freeze_time(datetime.now(UTC) + timedelta(days=2)):
+        assert state() == FreshnessState.FAIL
+    champion = dg.AssetKey("champion")
+    records = platform.instance.get_freshness_state_records([champion])
+    assert records[champion].freshness_state == FreshnessState.UNKNOWN  # never materialized
 
 
 def test_code_references_link_to_the_repository_when_a_git_url_is_set(

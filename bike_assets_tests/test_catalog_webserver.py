@@ -35,7 +35,7 @@ from bike_assets.resources.warehouse import SCHEMA
 from bike_assets.settings import Settings
 from bike_assets_tests.conftest import RANGE_END, RANGE_START, env_without_platform_vars
 from bike_assets_tests.local_http import free_port
-from bike_assets_tests.test_catalog import SPLITS, TABLE_ASSETS
+from bike_assets_tests.test_catalog import SPLITS, TABLE_ASSETS, evaluate_freshness
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +75,7 @@ query Latest($path: [String!]!) {
           ... on UrlMetadataEntry { url }
           ... on PathMetadataEntry { path }
           ... on TextMetadataEntry { text }
+          ... on IntMetadataEntry { intValue }
         }
       }
     }
@@ -130,25 +131,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if _live_members(group):
         os.killpg(group, signal.SIGKILL)
     proc.wait(timeout=10)
-
-
-def _evaluate_freshness(instance: dg.DagsterInstance) -> None:
-    """One iteration of Dagster's freshness daemon (what `dagster-daemon run` does every 30 s)
-    over this instance and the code location, loaded in process. Running the whole daemon
-    would also start the automation sensors, which would launch runs of their own."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.test_utils import create_test_daemon_workspace_context
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-    from dagster._daemon.freshness import FreshnessDaemon
-
-    target = InProcessWorkspaceLoadTarget(
-        InProcessCodeLocationOrigin(
-            LoadableTargetOrigin(module_name="bike_assets.definitions", working_directory=str(ROOT))
-        )
-    )
-    with create_test_daemon_workspace_context(target, instance) as context:
-        list(FreshnessDaemon().run_iteration(context))
 
 
 def _populate(instance: dg.DagsterInstance, today: date) -> None:
@@ -260,7 +242,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
                 patch.setenv(name, value)
             today = pd.Timestamp.now(tz="Europe/Paris").date()
             _populate(instance, today)
-            _evaluate_freshness(instance)
+            evaluate_freshness(instance)
 
         url = f"http://127.0.0.1:{web_port}"
         _wait_http(f"{url}/server_info", web, web_log, 180)
@@ -330,6 +312,12 @@ def test_table_assets_return_the_column_schema_of_the_stored_tables(catalog: Cat
             ]
             assert stored == [c for c, _ in served[name]], name
     assert {name for name in SPLITS} <= set(served)
+
+
+def test_table_assets_report_their_row_counts(catalog: Catalog) -> None:
+    for name in TABLE_ASSETS:  # the latest materialization (one partition when partitioned)
+        rows = _latest_metadata(catalog, name)["dagster/row_count"]
+        assert rows["__typename"] == "IntMetadataEntry" and rows["intValue"] > 0, name
 
 
 def test_raw_counts_reports_a_fresh_state_and_the_policies_are_visible(catalog: Catalog) -> None:
