@@ -60,44 +60,21 @@ def _stamp(hour: int) -> str:
 
 
 WINDOW_HOUR = int(CACHE_START.timestamp()) // 3600
+
+
+def _one_record(rng: np.random.Generator, first: int, last: int) -> Request:
+    """POST /predict of one random counter at a random hour in [first, last) from the window."""
+    hour = WINDOW_HOUR + int(rng.integers(first, last))
+    record = {"counter_id": COUNTERS[rng.integers(5)], "timestamp": _stamp(hour)}
+    return ("POST", "/predict", _predict([record]), JSON)
+
+
 # (name, expected status, maker(rng) -> request): what clients send, good and bad. Hours outside
 # the window are drawn from two months around it: the first request of each counter-day costs a
 # pipeline call (tested in test_serving_any_hour.py), the test is about what repeats.
 KINDS: list[tuple[str, int, Callable[[np.random.Generator], Request]]] = [
-    (
-        "predict, window",
-        200,
-        lambda r: (
-            "POST",
-            "/predict",
-            _predict(
-                [
-                    {
-                        "counter_id": COUNTERS[r.integers(5)],
-                        "timestamp": _stamp(WINDOW_HOUR + int(r.integers(48))),
-                    }
-                ]
-            ),
-            JSON,
-        ),
-    ),
-    (
-        "predict, any hour of two months",
-        200,
-        lambda r: (
-            "POST",
-            "/predict",
-            _predict(
-                [
-                    {
-                        "counter_id": COUNTERS[r.integers(5)],
-                        "timestamp": _stamp(WINDOW_HOUR + int(r.integers(-720, 720))),
-                    }
-                ]
-            ),
-            JSON,
-        ),
-    ),
+    ("predict, window", 200, lambda r: _one_record(r, 0, 48)),
+    ("predict, any hour of two months", 200, lambda r: _one_record(r, -720, 720)),
     (
         "predict, batch of 20",
         200,
