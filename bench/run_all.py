@@ -415,6 +415,14 @@ def summary(sections: dict[str, str]) -> str:
 def write_benchmarks(out_path: Path, fresh: dict[str, str], plan: Plan) -> None:
     old = out_path.read_text(encoding="utf-8") if out_path.exists() else ""
     kept = {m["name"]: m.group(0) for m in SECTION.finditer(old)}
+    missing = [b.name for b in BENCHES if b.name not in fresh and b.name not in kept]
+    if old and missing:
+        # e.g. `--only model` on a hand-written file: nothing of it can be kept section-wise
+        print(
+            f"warning: {out_path.name} had no section for {', '.join(missing)}; they are left "
+            "out (run them, or the whole command, to fill them)",
+            file=sys.stderr,
+        )
     order = [b.name for b in BENCHES]
     sections = {n: fresh.get(n) or kept[n] for n in order if n in fresh or n in kept}
     text = "\n".join(
