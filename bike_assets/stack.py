@@ -225,6 +225,9 @@ class Service:
     env: dict[str, str]
     url: str
     probe: Callable[[], bool] = field(compare=False, repr=False)
+    # Started only once this service is ready: the daemon loads the code location once at start
+    # and, if it was not reachable yet, retries only every 60 s (dagster's workspace refresh).
+    after: str | None = None
 
 
 def _bin(name: str) -> str:
@@ -507,8 +510,17 @@ def build_services(config: StackConfig, only: Iterable[str] | None = None) -> li
         )
     if "daemon" in wanted:
         probe = _daemon_healthy(config.webserver_url) if "webserver" in wanted else (lambda: True)
+        # "webserver ready" means the code location loaded; without a webserver, its port is open
+        after = "webserver" if "webserver" in wanted else "code-location"
         services.append(
-            Service("daemon", [_bin("dagster-daemon"), "run", "-w", workspace], dagster, "", probe)
+            Service(
+                "daemon",
+                [_bin("dagster-daemon"), "run", "-w", workspace],
+                dagster,
+                "",
+                probe,
+                after=after if after in wanted else None,
+            )
         )
     return services
 
@@ -672,15 +684,26 @@ def up(
         ensure_database(config, config.mlflow_db)
     started: list[Started] = []
     t0 = time.monotonic()
+    deadline = t0 + config.ready_timeout_s
+    by_name = {s.name: s for s in services}
+    ready: set[str] = set()
+
+    def wait(name: str) -> None:
+        if name not in ready:
+            process = next(s for s in started if s.name == name)
+            _wait_ready(by_name[name], process, deadline)
+            ready.add(name)
+            echo(f"  {name:<14} ready after {time.monotonic() - t0:5.1f} s  {by_name[name].url}")
+
     try:
+        # Everything boots at once (the slow imports overlap), except what must wait for another.
         for service in services:
+            if service.after:
+                wait(service.after)
             started.append(_start(config, service))
             _write_state(config, started)
-        deadline = t0 + config.ready_timeout_s
-        by_pid = {s.name: s for s in started}
         for service in services:
-            _wait_ready(service, by_pid[service.name], deadline)
-            echo(f"  {service.name:<14} ready after {time.monotonic() - t0:5.1f} s  {service.url}")
+            wait(service.name)
     except BaseException:
         down(config, echo=lambda _line: None)
         raise

@@ -115,6 +115,10 @@ def platform(
     env = {
         "BIKE_SOURCE": "synthetic",
         "BIKE_SYNTHETIC_COUNTERS": "12",
+        # With 12 counters the champion keeps R² ~0.7 on the drifted week (measured drift share
+        # ~0.67): a deployment that retrains a drifted city below R² 0.8 makes that week a P2,
+        # so the test follows the retrain path every time (thresholds are settings).
+        "R2_WARNING": "0.8",
         "BIKE_SYNTHETIC_SEED": "7",
         "BIKE_SYNTHETIC_DRIFT_DATE": DRIFT.isoformat(),
         "BIKE_PARTITIONS_START": (START - timedelta(days=1)).isoformat(),
