@@ -46,12 +46,13 @@ EXPECTED_JOBS = {
     "daily_predictions_job",
     "weekly_monitor_job",
 }
-EXPECTED_SCHEDULES = {
-    "daily_ingest_schedule",
-    "daily_predictions_schedule",
-    "weekly_monitor_schedule",
+# downstream of ingestion, runs are driven by data state: automation conditions (README)
+EXPECTED_SCHEDULES = {"daily_ingest_schedule"}
+EXPECTED_SENSORS = {
+    "retrain_sensor",
+    "run_failure_alert_sensor",
+    "default_automation_condition_sensor",
 }
-EXPECTED_SENSORS = {"retrain_sensor", "run_failure_alert_sensor"}
 
 REPOSITORY = """
 {
