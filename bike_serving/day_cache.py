@@ -81,6 +81,15 @@ class DayCache:
         self, codes: NDArray[np.intp], hours: NDArray[np.int64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """(values, hit): values are NaN where the counter-day is not cached."""
+        if len(hours) == 1:  # most requests: Python scalars beat numpy's per-call overhead
+            day, at = divmod(int(hours[0]), HOURS_PER_DAY)
+            code = int(codes[0])
+            with self._lock:
+                cached = self._days.get(day)
+                if cached is None or not cached.filled[code]:
+                    return np.array([np.nan]), np.array([False])
+                self._days.move_to_end(day)
+                return np.array([cached.values[code, at]]), np.array([True])
         days = hours // HOURS_PER_DAY
         values = np.full(len(codes), np.nan)
         hit = np.zeros(len(codes), dtype=bool)

@@ -46,6 +46,11 @@ class ForecastCache:
         self, codes: NDArray[np.intp], hours: NDArray[np.int64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """(values, hit): values are NaN where `hit` is False (hour outside the window)."""
+        if len(hours) == 1:  # most requests: Python scalars beat numpy's per-call overhead
+            at = int(hours[0]) - self.first_hour
+            inside = 0 <= at < self.n_hours
+            value = float(self.values[int(codes[0]), at]) if inside else np.nan
+            return np.array([value]), np.array([inside])
         offset = hours - self.first_hour
         if len(offset) and offset.min() >= 0 and offset.max() < self.n_hours:
             # the common case: one fancy-indexing gather, no masking
