@@ -36,6 +36,7 @@ from bike_assets.settings import Settings
 from bike_assets_tests.conftest import RANGE_END, RANGE_START, env_without_platform_vars
 from bike_assets_tests.local_http import free_port
 from bike_assets_tests.test_catalog import SPLITS, TABLE_ASSETS, evaluate_freshness
+from bike_assets_tests.test_webserver_e2e import graphql
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +104,24 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: floa
             pass
         time.sleep(0.5)
     pytest.fail(f"{url} did not answer within {seconds:.0f} s: {log.read_text()[-3000:]}")
+
+
+def _spawn(
+    command: list[str], env: dict[str, str], log: Path, started: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """Start a program of this venv in its own session (its children die with it, see _stop),
+    in the folder of `log` (anything it writes stays in the test's folder), stderr to `log`;
+    remembered in `started` for the teardown."""
+    proc = subprocess.Popen(
+        [str(BIN / command[0]), *command[1:]],
+        env=env,
+        cwd=log.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        start_new_session=True,
+    )
+    started.append(proc)
+    return proc
 
 
 def _live_members(group: int) -> list[int]:
@@ -187,10 +206,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
     instance = dg.DagsterInstance.from_config(str(home))
     instance.get_runs(limit=1)
     try:
-        mlflow_log = tmp / "mlflow.log"
-        mlflow = subprocess.Popen(
+        mlflow_log, web_log = tmp / "mlflow.log", tmp / "web.log"
+        mlflow = _spawn(
             [
-                str(BIN / "mlflow"),
+                "mlflow",
                 "server",
                 "--backend-store-uri",
                 f"sqlite:///{tmp / 'mlflow.db'}",
@@ -206,19 +225,15 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
                 "--allowed-hosts",
                 f"127.0.0.1,127.0.0.1:{mlflow_port},localhost,localhost:{mlflow_port}",
             ],
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=mlflow_log.open("w"),
-            start_new_session=True,
+            env,
+            mlflow_log,
+            started,
         )
-        started.append(mlflow)
         # Started now: it loads the code location while the jobs below run (it reads the
         # instance only when asked).
-        web_log = tmp / "web.log"
-        web = subprocess.Popen(
+        web = _spawn(
             [
-                str(BIN / "dagster-webserver"),
+                "dagster-webserver",
                 "-m",
                 "bike_assets.definitions",
                 "-h",
@@ -226,13 +241,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
                 "-p",
                 str(web_port),
             ],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=web_log.open("w"),
-            start_new_session=True,
+            env,
+            web_log,
+            started,
         )
-        started.append(web)
         _wait_http(f"{mlflow_url}/health", mlflow, mlflow_log, 180)
 
         with pytest.MonkeyPatch.context() as patch:
@@ -253,16 +265,6 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
         instance.dispose()
         # nothing left of their process groups (mlflow's workers too)
         assert not [pid for proc in started for pid in _live_members(proc.pid)]
-
-
-def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = requests.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=120
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return dict(body["data"])
 
 
 def _nodes(catalog: Catalog) -> dict[str, dict[str, Any]]:
