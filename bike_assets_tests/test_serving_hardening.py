@@ -21,7 +21,13 @@ import pytest
 from litestar.testing import TestClient
 
 from bike_assets.ml.model import load_pipeline
-from bike_assets.ml.model_files import ArtifactError, load_artifact, save_artifact
+from bike_assets.ml.model_files import (
+    ArtifactError,
+    load_artifact,
+    locate,
+    parse_uri,
+    save_artifact,
+)
 from bike_assets.ml.pointer import ChampionPointer, write_pointer
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.settings import SettingsError
@@ -278,3 +284,44 @@ def test_model_store_names_a_saved_version_with_its_recorded_digest(tmp_path: Pa
     assert store.uri_for("5") == uri
     assert store.load(uri).predict is not None
     assert isinstance(load_artifact(str(tmp_path), uri, load_pipeline), type(trained("1")))
+
+
+DIGEST = "ab" * 32
+
+
+GCS = "gs://bucket/prefix"
+
+
+@pytest.mark.parametrize(
+    ("uri", "root", "path"),
+    [
+        (f"models/v1/model.skops#sha256={DIGEST}", GCS, "models/v1/model.skops"),
+        (f"{GCS}/models/v1/m.skops#sha256={DIGEST}", f"{GCS}/", "models/v1/m.skops"),
+        (f"models/v1/m.skops#sha256={DIGEST}", "/srv/data", "models/v1/m.skops"),
+    ],
+)
+def test_model_uris_resolve_inside_their_store(uri: str, root: str, path: str) -> None:
+    ref = parse_uri(uri, root)
+    assert (ref.path, ref.sha256, ref.uri) == (path, DIGEST, uri.split("/prefix/")[-1])
+    if root.startswith("gs://"):
+        assert locate(ref, root) == f"gs://bucket/prefix/{path}"
+
+
+@pytest.mark.parametrize(
+    ("uri", "root", "words"),
+    [
+        (f"gs://other/prefix/models/v1/m.skops#sha256={DIGEST}", "gs://bucket/prefix", "outside"),
+        (f"gs://bucket/prefix-2/m.skops#sha256={DIGEST}", "gs://bucket/prefix", "outside"),
+        (f"/etc/passwd#sha256={DIGEST}", "gs://bucket/prefix", "outside"),
+        (f"gs://bucket/prefix/m.skops#sha256={DIGEST}", "/srv/data", "outside"),
+        (f"models//m.skops#sha256={DIGEST}", "/srv/data", "outside"),
+        (f"models\\m.skops#sha256={DIGEST}", "/srv/data", "POSIX"),
+        ("models/m.skops#sha256=ABC", "/srv/data", "64 lowercase hex"),
+        (f"#sha256={DIGEST}", "/srv/data", "non-empty"),
+    ],
+)
+def test_model_uris_that_leave_the_store_or_are_malformed_are_refused(
+    uri: str, root: str, words: str
+) -> None:
+    with pytest.raises(ArtifactError, match=words):
+        parse_uri(uri, root)
