@@ -86,7 +86,7 @@ def test_predictions_issued_once_yesterdays_counts_land_and_monitoring_once_the_
 
     # a new champion (and its level) does not re-issue the published day
     platform.retrain(force=True)
-    ticks.at(paris("2024-02-10", 4))
+    assert ticks.at(paris("2024-02-10", 4)).get_requested_partitions(PREDICTIONS) == set()
     materialize(platform, "champion_level")
     assert ticks.at(paris("2024-02-10", 5)).get_requested_partitions(PREDICTIONS) == set()
 
