@@ -3,7 +3,7 @@ model that issued it, and `champion_health` scoring the forecasts that were publ
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 
 from bike_assets.ml.metrics import score
+from bike_assets.ml.naive import fit_naive
 from bike_assets.ml.pointer import read_pointer
 from bike_assets.monitoring.forecast_history import (
     FORECAST_COLUMNS,
+    ForecastModel,
+    issue_forecast,
     normalize_forecasts,
     paris_day_start,
     published_forecasts,
@@ -82,6 +85,54 @@ def test_a_forecast_stored_after_its_hour_is_not_a_forecast() -> None:
 
 def test_no_history_scores_nothing() -> None:
     assert published_forecasts(pd.DataFrame(), "1", *WINDOW).empty
+
+
+# --- what an issue day reads and forecasts (pure, a seasonal-naive champion) --------------------
+
+
+def hourly(counter: str, first: str, last: str, count: int) -> pd.DataFrame:
+    """Hourly counts of one counter over the Paris days first..last."""
+    hours = pd.date_range(
+        paris_day_start(first), paris_day_start(last, 1), freq="h", inclusive="left"
+    )
+    return pd.DataFrame({"counter_id": counter, "timestamp": hours, "count": count})
+
+
+def test_an_issue_day_reads_only_the_week_before_it_and_forecasts_seven_paris_days() -> None:
+    day = "2024-03-28"  # the forecast spans the change to summer time (2024-03-31: 23 hours)
+    before = pd.concat(
+        [
+            hourly("a", "2024-03-01", "2024-03-27", 10),
+            hourly("b", "2024-03-01", "2024-03-15", 10),  # silent for the 12 days before D
+        ]
+    )
+    after = pd.concat(
+        [
+            hourly("a", day, "2024-04-05", 500),  # a jump from D on: must change nothing
+            hourly("c", day, "2024-04-05", 500),  # first reports on D: not forecast on D
+        ]
+    )
+    pipeline = fit_naive(pd.concat([before, after]))  # a model that knows a, b and c
+    model = ForecastModel(version="7", uri="models/v7", kind="naive")
+    stamp = datetime(2024, 4, 10, tzinfo=UTC)
+
+    issued = issue_forecast(pipeline, model, day, pd.concat([before, after]), created_at=stamp)
+    blind = issue_forecast(pipeline, model, day, before, created_at=stamp)
+    pd.testing.assert_frame_equal(issued, blind)  # counts from D on are never read
+
+    assert set(issued["counter_id"]) == {"a"}
+    assert issued["timestamp"].min() == paris_day_start(day)
+    assert issued["timestamp"].max() == paris_day_start(day, 7) - pd.Timedelta(hours=1)
+    assert len(issued) == 7 * 24 - 1  # seven Paris days, one of them 23 hours long
+    assert issued["lead_hours"].tolist() == list(range(167))
+    assert (issued["data_until"] == paris_day_start(day)).all()
+    assert set(issued["model_kind"]) == {"naive"} and set(issued["model_version"]) == {"7"}
+
+
+def test_a_day_with_no_counts_in_the_week_before_issues_nothing() -> None:
+    counts = hourly("a", "2024-03-01", "2024-03-10", 10)
+    model = ForecastModel(version="7", uri="models/v7")
+    assert issue_forecast(fit_naive(counts), model, "2024-03-28", counts).empty
 
 
 # --- the asset, through real runs ---------------------------------------------------------------
