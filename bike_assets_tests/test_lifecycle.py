@@ -69,6 +69,16 @@ def test_first_retrain_deploys_the_served_refit_after_an_honest_evaluation(
     assert log["champion_version"].tolist() == [pointer.version]
     assert log["served_kind"].tolist() == ["model"]
 
+    # the registry says what was decided, and keeps the report and the evaluated artifact
+    client = MlflowClient(tracking_uri=platform.settings.mlflow_tracking_uri)
+    version = client.get_model_version("bike-counts", pointer.version)
+    assert version.tags["decision"] == "DEPLOY" and version.tags["served_after"] == "challenger"
+    assert float(version.tags["baseline_r2_floor"]) == 0.6
+    artifacts = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
+    assert f"evaluation/report_v{pointer.version}.json" in artifacts
+    evaluated = {a.path for a in client.list_artifacts(version.run_id, "pipelines")}
+    assert any(path.startswith("pipelines/evaluated") for path in evaluated)
+
 
 def test_skip_rollback_force_and_rollback_again(platform: Platform) -> None:
     """One history, in order: DEPLOY v1, SKIP (same data: nothing newer to learn), rollback

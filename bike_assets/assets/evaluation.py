@@ -110,7 +110,12 @@ def evaluation_report(
             for metric, value in scores.items()
         },
     )
-    # Stored where the deployment keeps reports (local folder or GCS) and linked (#14).
+    # beside the model in MLflow, and where the deployment keeps reports, linked (#14)
+    tracking.log_dict(
+        challenger_model.mlflow_run_id,
+        report,
+        f"evaluation/report_v{challenger_model.version}.json",
+    )
     stored = report_store.put(
         f"evaluation_v{challenger_model.version}.json",
         json.dumps(report, indent=2, default=str).encode(),
