@@ -286,6 +286,20 @@ def machine() -> str:
     )
 
 
+def reuse_bench(bench: Bench, plan: Plan) -> Outcome:
+    """The report a bench already wrote to the results directory, not run again (`--reuse`:
+    e.g. the model tables of a long run made earlier the same day; the report carries its own
+    date, machine and load)."""
+    out = plan.results / bench.report_name
+    if not out.exists():
+        raise SystemExit(f"--reuse {bench.name}: {out} does not exist; run the bench first")
+    report = out.read_text(encoding="utf-8")
+    figures = read_figures(out) or (bench.extract(report) if bench.extract else [])
+    written = datetime.fromtimestamp(out.stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = f"python bench/{bench.module}.py (report reused, written {written})"
+    return Outcome(bench, command, written, 0.0, 0, "see report", "see report", report, figures)
+
+
 def run_bench(bench: Bench, plan: Plan, timeout_s: float) -> Outcome:
     out = plan.results / bench.report_name
     argv = bench.argv(plan, out)
@@ -496,6 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=names, default=names)
     parser.add_argument("--skip", nargs="+", choices=names, default=[])
     parser.add_argument(
+        "--reuse",
+        nargs="+",
+        choices=names,
+        default=[],
+        help="take these benches' reports from the results directory instead of running them",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -517,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
             data = synthetic_parquet(Path(scratch) / "synthetic_counts.parquet", args.quick)
         plan = Plan(data=data, synthetic=args.data is None, quick=args.quick, results=results)
         outcomes = [
-            run_bench(b, plan, timeout_s)
+            reuse_bench(b, plan) if b.name in args.reuse else run_bench(b, plan, timeout_s)
             for b in BENCHES
             if b.name in args.only and b.name not in args.skip
         ]
