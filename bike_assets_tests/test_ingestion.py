@@ -229,7 +229,7 @@ def test_contract_cli_materialize_a_month_twice_changes_nothing(tmp_path: Path) 
     assert os.path.exists(tmp_path / "data" / "warehouse.duckdb")
 
 
-def test_a_backfill_logs_its_progress_and_stores_every_chunk(
+def test_a_backfill_logs_its_progress_every_n_days_and_stores_every_day(
     platform_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     days = [date(2021, 5, 1) + timedelta(days=i) for i in range(10)]
@@ -239,7 +239,7 @@ def test_a_backfill_logs_its_progress_and_stores_every_chunk(
         config = {"ops": {"raw_counts": {"config": {"progress_every_days": 3}}}}
         result = platform.ingest(days[0], days[-1], run_config=config)
         assert result.success
-        assert server.requests == len(days)  # chunks split the range, never re-fetch a day
+        assert server.requests == len(days)  # progress is reported, the fetch is not split
         progress = [
             entry.user_message
             for entry in instance.all_logs(result.run_id)

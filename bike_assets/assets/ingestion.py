@@ -25,9 +25,9 @@ from pydantic import Field
 from bike_assets.partitions import daily_partitions
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.warehouse import Warehouse, partition_expr
-from bike_assets.schema import KEY_COLUMNS, empty_tidy, schema_problems
+from bike_assets.schema import KEY_COLUMNS, schema_problems
 from bike_assets.settings import PARIS_TZ, Settings
-from bike_assets.sources.base import CountsBatch, CountsSource
+from bike_assets.sources.base import CountsSource, FetchProgress
 
 _settings = Settings.from_env()
 _STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
@@ -52,7 +52,7 @@ class RawCountsConfig(dg.Config):  # type: ignore[misc]
         "fails the run (unless allow_shrink).",
     )
     progress_every_days: int = Field(
-        default=30, ge=1, description="Fetch and log progress in chunks of this many days."
+        default=30, ge=1, description="A backfill logs its progress every this many days."
     )
 
 
@@ -95,35 +95,27 @@ def shrink_message(window: str, shrinks: Sequence[Shrink], min_kept_ratio: float
     )
 
 
-def _fetch_in_chunks(
-    context: dg.AssetExecutionContext, source: CountsSource, keys: Sequence[str], every: int
-) -> CountsBatch:
-    """Fetch the run's days `every` days at a time, logging progress after each chunk."""
-    frames: list[pd.DataFrame] = []
-    dropped, requests = 0, 0
-    reasons: dict[str, int] = {}
-    rows, started = 0, time.monotonic()
-    for first in range(0, len(keys), every):
-        chunk = keys[first : first + every]
-        start = daily_partitions.time_window_for_partition_key(chunk[0]).start
-        end = daily_partitions.time_window_for_partition_key(chunk[-1]).end
-        batch = source.fetch(start, end)
-        frames.append(batch.frame)
-        dropped, requests = dropped + batch.dropped, requests + batch.requests
-        for reason, n in batch.drop_reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-        rows += len(batch.frame)
-        done, elapsed = first + len(chunk), time.monotonic() - started
-        if len(keys) > every:  # a day or a week is one chunk: nothing to report
-            rate = done / elapsed if elapsed > 0 else float("inf")
-            context.log.info(
-                f"raw_counts progress: {done}/{len(keys)} days (to {chunk[-1]}), "
-                f"{rows:,} rows so far, {len(keys) - done} days left, "
-                f"{rate:.1f} days/s ({rows / max(elapsed, 1e-9):,.0f} rows/s), "
-                f"ETA {(len(keys) - done) / rate:.0f} s"
-            )
-    frame = pd.concat(frames, ignore_index=True) if frames else empty_tidy()
-    return CountsBatch(frame=frame, dropped=dropped, drop_reasons=reasons, requests=requests)
+class _ProgressLog:
+    """Logs a backfill's progress every `every` days (and at the end), from the source's reports."""
+
+    def __init__(self, context: dg.AssetExecutionContext, keys: Sequence[str], every: int) -> None:
+        self.context, self.keys, self.every = context, keys, every
+        self.started, self.logged = time.monotonic(), 0
+
+    def __call__(self, p: FetchProgress) -> None:
+        if p.days_total <= self.every:  # a day or a week: nothing worth a line
+            return
+        if p.days_done - self.logged < self.every and p.days_done < p.days_total:
+            return
+        self.logged = p.days_done
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate, left = p.days_done / elapsed, p.days_total - p.days_done
+        self.context.log.info(
+            f"raw_counts progress: {p.days_done}/{p.days_total} days "
+            f"(to {self.keys[min(p.days_done, len(self.keys)) - 1]}), "
+            f"{p.rows:,} rows so far, {left} days left, "
+            f"{rate:.1f} days/s ({p.rows / elapsed:,.0f} rows/s), ETA {left / rate:.0f} s"
+        )
 
 
 @dg.asset(
@@ -151,7 +143,8 @@ def raw_counts(
     start: datetime = window.start
     end: datetime = window.end
     keys = list(context.partition_keys)
-    batch = _fetch_in_chunks(context, source, keys, config.progress_every_days)
+    progress = _ProgressLog(context, keys, config.progress_every_days)
+    batch = source.fetch(start, end, progress=progress)
     frame = batch.frame
     # The source answers for [start, end); anything else would leak into a neighbour partition.
     inside = (frame["timestamp"] >= pd.Timestamp(start)) & (frame["timestamp"] < pd.Timestamp(end))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,9 +25,28 @@ class CountsBatch:
     requests: int = 0
 
 
+@dataclass(frozen=True)
+class FetchProgress:
+    """How far a fetch is: whole Paris days done (in day order) and the rows they held."""
+
+    days_done: int
+    days_total: int
+    rows: int
+
+
+# Called by `fetch` as days complete (from the calling thread); a long backfill reports through it.
+ProgressCallback = Callable[[FetchProgress], None]
+
+
 class CountsSource(dg.ConfigurableResource, ABC):  # type: ignore[misc]
     """A source of hourly counts in the tidy schema (`bike_assets.schema`)."""
 
     @abstractmethod
-    def fetch(self, start: datetime, end: datetime) -> CountsBatch:
-        """Every count whose hour starts in `[start, end)` (tz-aware datetimes)."""
+    def fetch(
+        self, start: datetime, end: datetime, progress: ProgressCallback | None = None
+    ) -> CountsBatch:
+        """Every count whose hour starts in `[start, end)` (tz-aware datetimes).
+
+        `progress`, when given, is called as days complete; its last call, after the last day,
+        has `days_done == days_total`.
+        """

@@ -37,7 +37,13 @@ from urllib3.util.retry import Retry
 
 from bike_assets.schema import KEY_COLUMNS, coerce_tidy, empty_tidy, normalize_records
 from bike_assets.settings import DATASET_ID, PARIS_TZ
-from bike_assets.sources.base import CountsBatch, CountsSource, SourceError
+from bike_assets.sources.base import (
+    CountsBatch,
+    CountsSource,
+    FetchProgress,
+    ProgressCallback,
+    SourceError,
+)
 
 PARIS = ZoneInfo(PARIS_TZ)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -120,10 +126,13 @@ class ParisOpenDataClient(CountsSource):
     # latency and Retry-After waits of a backfill instead of paying them one after another.
     max_concurrent_days: int = 4
 
-    def fetch(self, start: datetime, end: datetime) -> CountsBatch:
+    def fetch(
+        self, start: datetime, end: datetime, progress: ProgressCallback | None = None
+    ) -> CountsBatch:
         """Every count whose hour starts in `[start, end)`; raises `SourceError` on any failure.
 
-        `requests` in the batch counts HTTP attempts, retries included.
+        `requests` in the batch counts HTTP attempts, retries included. `progress` is called
+        after each day, in day order, as soon as that day and every day before it are in.
         """
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("fetch needs tz-aware datetimes")
@@ -132,9 +141,23 @@ class ParisOpenDataClient(CountsSource):
 
         days = list(paris_day_windows(start, end))
         workers = max(1, min(self.max_concurrent_days, len(days)))
+        results: list[tuple[pd.DataFrame, dict[str, int], int]] = []
+        rows = 0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="paris-api") as pool:
-            # map keeps day order, and re-raises the first failing day's SourceError here.
-            results = list(pool.map(lambda window: self._fetch_day(*window), days))
+            # One pool for the whole window, so waits (Retry-After, backoff) of some days overlap
+            # with the fetch of others. Collected in day order: the first failing day's
+            # SourceError is re-raised here.
+            futures = [pool.submit(self._fetch_day, *window) for window in days]
+            try:
+                for future in futures:
+                    results.append(future.result())
+                    rows += len(results[-1][0])
+                    if progress is not None:
+                        progress(FetchProgress(len(results), len(days), rows))
+            except BaseException:
+                for future in futures:  # the run fails anyway: do not start the days left
+                    future.cancel()
+                raise
         frames = [frame for frame, _, _ in results]
         attempts = sum(n for _, _, n in results)
         reasons: dict[str, int] = {}

@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 
 from bike_assets.schema import TIDY_COLUMNS, coerce_tidy
 from bike_assets.settings import PARIS_TZ, Settings
-from bike_assets.sources.base import CountsBatch, CountsSource
+from bike_assets.sources.base import CountsBatch, CountsSource, FetchProgress, ProgressCallback
 
 MAX_COUNTERS: Final = 200
 DRIFT_KINDS: Final = ("level_shift", "broken_counter")
@@ -705,7 +705,9 @@ class SyntheticCounts(CountsSource):
         """The counter catalogue of this configuration (see `synthetic_counters`)."""
         return synthetic_counters(self.seed, self.n_counters)
 
-    def fetch(self, start: datetime, end: datetime) -> CountsBatch:
+    def fetch(
+        self, start: datetime, end: datetime, progress: ProgressCallback | None = None
+    ) -> CountsBatch:
         frame = generate_counts(
             start,
             end,
@@ -715,4 +717,7 @@ class SyntheticCounts(CountsSource):
             drift_kind=self.drift_kind,
             drift_share=self.drift_share,
         )
+        if progress is not None:  # generated at once (about a second a year): one report
+            days = max(1, round((end - start).total_seconds() / 86_400))
+            progress(FetchProgress(days_done=days, days_total=days, rows=len(frame)))
         return CountsBatch(frame=frame)
