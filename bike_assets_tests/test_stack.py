@@ -97,6 +97,13 @@ query Keys($key: AssetKeyInput!) {
 """
 
 
+def partition_range(first: date, last: date) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": last.isoformat(),
+    }
+
+
 def days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
@@ -163,6 +170,7 @@ def run_and_wait(platform: RunningStack, job: str, **kwargs: Any) -> dict[str, A
     run_id = launch_run(platform, job, **kwargs)
     run = wait_run(platform, run_id, timeout_s=400)
     assert run["status"] == "SUCCESS", (job, failure_messages(platform, run_id))
+    assert went_through_the_queue(platform, run_id)
     return run
 
 
@@ -233,10 +241,17 @@ def test_sensor_triggered_retrain_is_served_once_per_monitoring_pass(
     assert mlflow_champion(platform) is not None  # registered, alias set, through the server
 
     # 2. the city drifts; forecasts are issued for the last week, as the daily automation would
-    backfill_and_wait(platform, "raw_counts", days(DRIFT, END))
+    # (a range as one queued run of the job: same path as a backfill, minus the backfill
+    # daemon's 30 s ticks)
+    run_and_wait(platform, "ingest_job", tags=partition_range(DRIFT, END), run_config=IN_PROCESS)
     keys = platform.gql(PARTITION_KEYS, {"key": {"path": ["predictions"]}})["assetNodeOrError"]
     issue_days = [d for d in days(END - timedelta(days=6), END) if d in keys["partitionKeys"]]
-    backfill_and_wait(platform, "predictions", issue_days)
+    run_and_wait(
+        platform,
+        "daily_predictions_job",
+        tags=partition_range(date.fromisoformat(issue_days[0]), date.fromisoformat(issue_days[-1])),
+        run_config=IN_PROCESS,
+    )
     assert sensor_runs(platform) == []
 
     # 3. one monitoring pass; the daemon's sensor tick asks for one retrain, which is served
