@@ -223,12 +223,7 @@ class DuckDBWarehouse(Warehouse):
 
     def read_exists(self, table: str) -> bool:
         with self._duckdb().get_connection() as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name = ?",
-                [SCHEMA, table],
-            ).fetchone()
-        return bool(found and found[0])
+            return _table_exists(conn, SCHEMA, table)
 
 
 class BigQueryWarehouse(Warehouse):
