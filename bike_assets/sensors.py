@@ -75,7 +75,7 @@ def facts_from_metadata(
     return health_facts, drift_facts, force
 
 
-def _unfinished_run(instance: dg.DagsterInstance, events: list[Any]) -> str | None:
+def unfinished_run(instance: dg.DagsterInstance, events: list[Any]) -> str | None:
     """The id of a run that produced one of `events` and has not finished yet, if any."""
     for event in events:
         if not event.run_id:  # reported outside a run
@@ -147,7 +147,7 @@ def build_retrain_sensor(settings: Settings) -> dg.SensorDefinition:
         )
         if context.cursor == key:
             return dg.SkipReason(f"already decided on these reports ({key})")
-        running = _unfinished_run(instance, [e for e in (drift_event, health_event) if e])
+        running = unfinished_run(instance, [e for e in (drift_event, health_event) if e])
         if running is not None:
             # Not yet a complete pass: the other report of that run may still come.
             return dg.SkipReason(f"monitoring pass in progress (run {running}); deciding after it")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import dagster as dg
 import pytest
 
 from bike_assets.monitoring.retrain_decision import (
@@ -14,7 +16,14 @@ from bike_assets.monitoring.retrain_decision import (
     apply_cooldown,
     decide_retrain,
 )
+from bike_assets.sensors import (
+    REQUESTED_BY_TAG,
+    RETRAIN_SENSOR,
+    last_sensor_retrain_at,
+    unfinished_run,
+)
 from bike_assets.settings import Thresholds
+from bike_assets_tests.conftest import Platform
 
 T = Thresholds()  # r2_critical 0.45, rmse_threshold 90, r2_warning 0.55, drift 0.5 / 0.3
 EPS = 1e-9
@@ -201,3 +210,27 @@ def test_a_held_decision_says_why_and_when() -> None:
 def test_cooldown_days_come_from_the_environment() -> None:
     assert Thresholds().retrain_cooldown_days == 7.0
     assert Thresholds.from_env({"RETRAIN_COOLDOWN_DAYS": "2.5"}).retrain_cooldown_days == 2.5
+
+
+# --- the sensor's adapters of these rules, on a real Dagster instance ---------------------------
+
+
+def test_the_cooldown_counts_only_runs_the_sensor_requested(platform: Platform) -> None:
+    retrain = platform.defs.resolve_job_def("retrain_job")
+    assert last_sensor_retrain_at(platform.instance) is None
+    before = datetime.now(UTC)
+    platform.instance.create_run_for_job(retrain, tags={REQUESTED_BY_TAG: RETRAIN_SENSOR})
+    requested_at = last_sensor_retrain_at(platform.instance)
+    platform.instance.create_run_for_job(retrain)  # a person's retrain does not count
+    assert requested_at is not None and requested_at >= before - timedelta(seconds=1)
+    assert last_sensor_retrain_at(platform.instance) == requested_at
+
+
+def test_a_report_of_an_unfinished_run_is_not_a_complete_pass(platform: Platform) -> None:
+    monitor = platform.defs.resolve_job_def("weekly_monitor_job")
+    run = platform.instance.create_run_for_job(monitor, status=dg.DagsterRunStatus.STARTED)
+    report = SimpleNamespace(run_id=run.run_id)  # the part of an event the rule reads
+    assert unfinished_run(platform.instance, [report]) == run.run_id
+    platform.instance.report_run_failed(run)  # failed or succeeded: the pass is over
+    assert unfinished_run(platform.instance, [report]) is None
+    assert unfinished_run(platform.instance, [SimpleNamespace(run_id="")]) is None  # no run
