@@ -207,3 +207,21 @@ def test_memory_is_bounded_and_evicted_days_are_computed_again() -> None:
     assert len(calls) == 11
     expected = pipeline_counts([sorted(COUNTERS)[0]], np.array([first]))
     np.testing.assert_array_equal(answer.values, expected)
+
+
+def test_a_day_asked_for_a_second_counter_is_computed_for_every_counter() -> None:
+    calls: list[int] = []
+    days = DayCache(functools.partial(_counting, calls), len(COUNTERS))
+    hour = int(datetime(2041, 3, 3, 9, tzinfo=UTC).timestamp()) // 3600
+
+    def ask(code: int) -> float:
+        answer = days.predict_blocking(np.array([code]), np.array([hour], dtype=np.int64))
+        return float(answer.values[0])
+
+    got = [ask(0), ask(1)]  # first counter alone, then the rest of the day in one call
+    assert calls == [HOURS_PER_DAY, (len(COUNTERS) - 1) * HOURS_PER_DAY]
+    got += [ask(code) for code in range(2, len(COUNTERS))]  # no call any more
+    assert len(calls) == 2
+    np.testing.assert_array_equal(
+        got, pipeline_counts(sorted(COUNTERS), np.full(len(COUNTERS), hour))
+    )

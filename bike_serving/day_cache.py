@@ -3,12 +3,13 @@
 One pipeline call costs ~10 ms of pandas and scikit-learn overhead whatever its size up to a few
 thousand rows, so answering one hour per call held a single worker to ~60 req/s for any hour
 outside the window (#13). Here a request that misses computes the whole day (24 hours) of each
-counter it asks for, all in ONE call of the champion's own pipeline; later requests for any hour
-of those counter-days are array lookups, like the forecast window. Requests that miss the same
+counter it asks for, all in ONE call of the champion's own pipeline, and the whole day of every
+counter once a day is asked for a second counter; later requests for any hour of those
+counter-days are array lookups, like the forecast window. Requests that miss the same
 counter-day at the same time wait for that one call (single flight). A day of one counter costs
 about what one hour costs (the overhead dominates), so even a stream of random hours, each the
 first of its day, is no slower than before, and a client that walks through hours, counters or
-days (back-tests, dashboards) is served from memory after its first request.
+days (back-tests, dashboards) is served from memory after its first requests.
 
 Why the numbers are the pipeline's: the cache holds `predict_counts(pipeline, frame)` for the
 rows computed, and a row's prediction does not depend on the other rows of its batch (the
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -164,19 +165,35 @@ class DayCache:
         for waiting in waits.values():
             await asyncio.shield(waiting)
 
-    def _missing(
+    def _to_fill(
         self, codes: NDArray[np.intp], hours: NDArray[np.int64], miss: NDArray[np.intp]
-    ) -> list[CounterDay]:
+    ) -> list[CounterDay] | None:
+        """The counter-days to compute for the missed rows, None when row by row is cheaper.
+
+        A day asked for a second counter (by this request or since an earlier one) is computed
+        for every counter at once: clients that sweep counters (dashboards, back-tests) then
+        cost one call per day instead of one per counter-day, while a stream of random hours,
+        where a day is rarely asked twice, computes only the counter asked.
+        """
         keys = np.unique(np.stack([hours[miss] // HOURS_PER_DAY, codes[miss]], axis=1), axis=0)
-        return [(int(day), int(code)) for day, code in keys.tolist()]
+        asked = [(int(day), int(code)) for day, code in keys.tolist()]
+        per_day = Counter(day for day, _ in asked)
+        with self._lock:
+            busy = {day for day in per_day if per_day[day] > 1 or day in self._days}
+        whole = [(day, code) for day in sorted(busy) for code in range(self.n_counters)]
+        widened = whole + [(day, code) for day, code in asked if day not in busy]
+        for candidate in (widened, asked) if busy else (asked,):
+            if self.worth_filling(candidate, len(miss)):
+                return candidate
+        return None
 
     async def predict(self, codes: NDArray[np.intp], hours: NDArray[np.int64]) -> DaysAnswer:
         values, hit = self.lookup(codes, hours)
         if hit.all():
             return DaysAnswer(values, len(hit), 0)
         miss = np.flatnonzero(~hit)
-        counter_days = self._missing(codes, hours, miss)
-        if self.worth_filling(counter_days, len(miss)):
+        counter_days = self._to_fill(codes, hours, miss)
+        if counter_days is not None:
             await self.fill(counter_days)
             values[miss], now_hit = self.lookup(codes[miss], hours[miss])
             miss = miss[~now_hit]  # evicted meanwhile by other fills: rare, predicted below
@@ -189,8 +206,8 @@ class DayCache:
         values, hit = self.lookup(codes, hours)
         miss = np.flatnonzero(~hit)
         if len(miss):
-            counter_days = self._missing(codes, hours, miss)
-            if self.worth_filling(counter_days, len(miss)):
+            counter_days = self._to_fill(codes, hours, miss)
+            if counter_days is not None:
                 self.fill_blocking(counter_days)
                 values[miss], now_hit = self.lookup(codes[miss], hours[miss])
                 miss = miss[~now_hit]
