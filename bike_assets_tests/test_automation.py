@@ -132,3 +132,21 @@ def test_nothing_downstream_runs_on_a_clock(platform: Platform) -> None:
         if graph.get(key).automation_condition
     }
     assert automated >= {"predictions", "champion_health", "drift_report"}
+
+
+def test_the_level_update_follows_the_latest_day_even_with_old_days_missing(
+    platform: Platform,
+) -> None:
+    """Production always has missing days since BIKE_PARTITIONS_START: they must not hold the
+    daily level update back; the latest day landing must trigger it."""
+    platform.ingest(date(2024, 1, 8), date(2024, 2, 8))  # nothing before 2024-01-08
+    platform.retrain()
+    level = dg.AssetKey("champion_level")
+    ticks = Ticks(platform)
+    ticks.at(paris("2024-02-09", 23))
+    ingest_day(platform, "2024-02-09")
+    landed = ticks.at(paris("2024-02-10", 2, 30))
+    assert landed.get_num_requested(level) == 1
+    materialize(platform, "champion_level")
+    quiet = ticks.at(paris("2024-02-10", 3, 30))  # nothing new: nothing requested
+    assert quiet.get_num_requested(level) == 0

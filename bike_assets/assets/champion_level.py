@@ -22,7 +22,9 @@ def _paris_midnight(day: str) -> pd.Timestamp:
 
 @dg.asset(
     group_name="serving",
-    deps=["raw_counts", "champion"],
+    # Only the latest day of raw_counts matters: with the whole history as a dependency, one
+    # missing old day would hold the eager condition back for ever.
+    deps=[dg.AssetDep("raw_counts", partition_mapping=dg.LastPartitionMapping()), "champion"],
     kinds={"scikit-learn"},
     automation_condition=dg.AutomationCondition.eager(),
     description="The served champion with its recent level (counter x hour-of-week of the last "
