@@ -7,7 +7,10 @@ job, and answers from a precomputed forecast of the champion's own pipeline when
 
 Endpoints: POST /predict, GET /forecast, GET /counters, GET /champion, GET /health/live,
 GET /health/ready, GET /metrics, POST /admin/reload (X-API-Key), the raw OpenAPI document at
-/schema and /schema/openapi.json (no HTML viewer: those load scripts from a CDN).
+/schema and /schema/openapi.json (no HTML viewer: those load scripts from a CDN), and the admin
+controls that start Dagster runs through its webserver (POST /admin/retrain, /admin/monitor,
+/admin/promote, /admin/evaluate, GET /admin/runs/{run_id}; X-API-Key, DAGSTER_GRAPHQL_URL:
+`controllers.runs`, `dagster_runs`).
 
 Decisions worth knowing (details in the modules):
 - Timestamps: ISO 8601, naive = Europe/Paris; an instant inside an hour gets that hour's count
