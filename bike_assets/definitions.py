@@ -17,6 +17,7 @@ from bike_assets.catalog import with_catalog
 from bike_assets.jobs import (
     counters_job,
     daily_predictions_job,
+    evaluate_champion_job,
     ingest_job,
     retrain_job,
     rollback_champion_job,
@@ -47,6 +48,7 @@ JOBS: list[Any] = [  # asset jobs and op jobs
     ingest_job,
     counters_job,
     retrain_job,
+    evaluate_champion_job,
     rollback_champion_job,
     daily_predictions_job,
     weekly_monitor_job,

@@ -1,8 +1,14 @@
 """Jobs: what runs together."""
 
-import dagster as dg
+from typing import Any
 
+import dagster as dg
+import pandas as pd
+
+from bike_assets.lifecycle.audit import record_decision
 from bike_assets.lifecycle.champion_moves import promote, read_champion
+from bike_assets.lifecycle.champion_scores import latest_week, regression_hours, score_window
+from bike_assets.lifecycle.regression_window import current_window
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
@@ -110,6 +116,64 @@ def rollback_champion(
     )
     batch_metrics.push_deployment("ROLLBACK", run_id=context.run_id)
     context.log.info(reason)
+
+
+@dg.op(
+    description="Score the champion on the latest complete week and on the regression window "
+    "(only hours outside its training data), beside the seasonal naive.",
+    out=dg.Out(io_manager_key="object_io_manager"),
+)
+def evaluate_champion(
+    context: dg.OpExecutionContext,
+    champion_store: ChampionStore,
+    model_store: ModelStore,
+    warehouse: Warehouse,
+) -> dict[str, Any]:
+    pointer, broken = read_champion(champion_store)
+    if pointer is None:
+        raise dg.Failure(f"no champion to evaluate ({broken or 'none promoted yet'})")
+    pipeline = model_store.load(pointer.model_uri)
+    windows = []
+    week = latest_week(warehouse)
+    if week is not None:
+        windows.append(score_window("latest_week", *week, pipeline, pointer, warehouse))
+    regression = current_window(warehouse)
+    if regression is not None:
+        hours = regression_hours(regression)
+        windows.append(score_window("test_baseline", *hours, pipeline, pointer, warehouse))
+    rows = [
+        {"window": w["window"], "model": model, "rows": w["rows"], **w[model]}
+        for w in windows
+        for model in ("champion", "naive")
+        if model in w
+    ]
+    table = pd.DataFrame(rows).round(3).to_markdown(index=False) if rows else "_nothing scored_"
+    context.add_output_metadata(
+        {
+            "champion_version": pointer.version,
+            "champion_kind": pointer.kind,
+            "scores": dg.MetadataValue.md(table),
+            "windows": dg.MetadataValue.json(windows),
+        }
+    )
+    for w in windows:
+        if "champion" in w:
+            record_decision(
+                warehouse,
+                kind="champion_evaluation",
+                decision=w["window"],
+                value=w["champion"]["r2"],
+                detail=f"v{pointer.version}: R² {w['champion']['r2']:.3f} vs naive "
+                f"{w['naive']['r2']:.3f} on {w['rows']} unseen rows",
+                run_id=context.run_id,
+            )
+    context.log.info("champion v%s:\n%s", pointer.version, table)
+    return {"version": pointer.version, "windows": windows}
+
+
+@dg.job(description="Score the champion on the latest complete week and on test_baseline.")
+def evaluate_champion_job() -> None:
+    evaluate_champion()
 
 
 @dg.job(description="Move the champion pointer back (config: version, default the previous one).")

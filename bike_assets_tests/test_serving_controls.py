@@ -23,7 +23,7 @@ CONTROLS = [
     ("/admin/retrain", {"force": True}, "retrain_job"),
     ("/admin/monitor", {"force": True}, "weekly_monitor_job"),
     ("/admin/promote", {"version": 3}, "rollback_champion_job"),
-    ("/admin/evaluate", None, "weekly_monitor_job"),
+    ("/admin/evaluate", None, "evaluate_champion_job"),
 ]
 
 

@@ -5,7 +5,7 @@
 | POST /train | POST /admin/retrain `{"force"?}` | `retrain_job` (`force`: promote anyway) |
 | POST /monitor | POST /admin/monitor `{"force"?}` | `weekly_monitor_job` (`force`: P0) |
 | POST /promote_champion | POST /admin/promote `{"version"}` | `rollback_champion_job` to it |
-| POST /evaluate | POST /admin/evaluate | `champion_health`: the last 7 days |
+| POST /evaluate | POST /admin/evaluate | `evaluate_champion_job` (latest week, test_baseline) |
 | - | GET /admin/runs/{run_id} | its status and a link to it in the Dagster UI |
 
 A start answers 202 with the run id and links as soon as the webserver accepted the run; the
@@ -30,7 +30,7 @@ from bike_serving.schemas import RunStarted, RunStatus
 RETRAIN_JOB = "retrain_job"
 MONITOR_JOB = "weekly_monitor_job"
 PROMOTE_JOB = "rollback_champion_job"
-EVALUATE_ASSETS = ("champion_health",)
+EVALUATE_JOB = "evaluate_champion_job"
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$"
 
 
@@ -108,11 +108,12 @@ class RunsController(Controller):
     @post(
         "/evaluate",
         status_code=202,
-        summary="Score the champion on the last 7 days of published forecasts",
+        summary="Score the champion on the latest complete week and on test_baseline",
         responses=CONTROL_ERRORS,
     )
     async def evaluate(self, services: Services) -> RunStarted:
-        return await _start(services, MONITOR_JOB, assets=EVALUATE_ASSETS)
+        """Only hours outside the champion's training data, beside the seasonal naive."""
+        return await _start(services, EVALUATE_JOB)
 
     @get("/runs/{run_id:str}", summary="Status of a run started here", responses=CONTROL_ERRORS)
     async def run(
