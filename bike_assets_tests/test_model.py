@@ -25,11 +25,11 @@ from bike_assets.ml.model import (
     build_pipeline,
     fit_pipeline,
     fit_with_selection,
-    refit,
     known_counters,
     load_pipeline,
     predict_counts,
     recency_weights,
+    refit,
     save_pipeline,
 )
 from bike_assets.ml.naive import seasonal_naive
