@@ -133,7 +133,10 @@ def build_retrain_sensor(settings: Settings) -> dg.SensorDefinition:
         "that calls for it.",
     )
     def retrain_sensor(
-        context: dg.SensorEvaluationContext, alerts: DiscordResource, warehouse: Warehouse
+        context: dg.SensorEvaluationContext,
+        alerts: DiscordResource,
+        warehouse: Warehouse,
+        batch_metrics: BatchMetricsResource,
     ) -> Any:
         instance = context.instance
         drift_event = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
@@ -153,6 +156,7 @@ def build_retrain_sensor(settings: Settings) -> dg.SensorDefinition:
             return dg.SkipReason(f"monitoring pass in progress (run {running}); deciding after it")
         decision = _decide(context, thresholds, health_event, drift_event)
         context.update_cursor(key)
+        batch_metrics.push_retrain_decision(decision.level)  # the dashboards' decision level
         try:
             record_decision(
                 warehouse,
