@@ -12,32 +12,15 @@ from typing import Any
 
 import dagster as dg
 
-
-def _run(
-    defs: dg.Definitions, instance: dg.DagsterInstance, job: str, **kwargs: Any
-) -> dg.ExecuteInProcessResult:
-    from bike_assets.cli import QUIET
-
-    result: dg.ExecuteInProcessResult = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET, **kwargs
-    )
-    if not result.success:
-        raise SystemExit(f"{job} failed; see `dagster dev` for the run's logs")
-    return result
+from bike_assets.demo.retrain import retrain
+from bike_assets.demo.runner import range_tags, run_job
 
 
 def backfill_issue_days(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date
 ) -> None:
     """Issue the forecasts of Paris days first..last in one run (a backfill of `predictions`)."""
-    from bike_assets.cli import RANGE_END_TAG, RANGE_START_TAG
-
-    result = _run(
-        defs,
-        instance,
-        "daily_predictions_job",
-        tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
-    )
+    result = run_job(defs, instance, "daily_predictions_job", tags=range_tags(first, last))
     events = result.get_asset_materialization_events()
     metadata = [e.step_materialization_data.materialization.metadata for e in events]
     rows = sum(int(getattr(m.get("dagster/row_count"), "value", 0) or 0) for m in metadata)
@@ -54,7 +37,7 @@ def monitor_and_maybe_retrain(
     """Backfill the forecast history, score it and measure drift (the weekly monitoring),
     evaluate retrain_sensor once, run what it requests."""
     backfill_issue_days(defs, instance, first_issue, last_issue)
-    _run(defs, instance, "weekly_monitor_job")
+    run_job(defs, instance, "weekly_monitor_job")
     health: Any = defs.load_asset_value("champion_health", instance=instance)
     drift: Any = defs.load_asset_value("drift_report", instance=instance)
     r2, rmse, mae = health.get("r2"), health.get("rmse"), health.get("mae")
@@ -100,7 +83,5 @@ def monitor_and_maybe_retrain(
         f"retrain_sensor: RunRequest run_key={request.run_key} "
         f"level={request.tags.get('bike/retrain_level')}: {request.tags.get('bike/retrain_reason')}"
     )
-    from bike_assets.cli import retrain
-
     retrain(defs, instance, tags=dict(request.tags))
     return True
