@@ -2,7 +2,7 @@
 
 import pytest
 
-from bike_assets.ml.promotion import ModelScores, decide_deployment
+from bike_assets.ml.promotion import DeploymentDecision, ModelScores, decide_deployment
 
 
 def scores(base_r2: float | None, cur_r2: float | None, cur_rmse: float = 10.0) -> ModelScores:
@@ -13,6 +13,21 @@ def scores(base_r2: float | None, cur_r2: float | None, cur_rmse: float = 10.0) 
 
 
 NAIVE = scores(0.5, 0.5, cur_rmse=20.0)
+
+
+def decide(
+    challenger: ModelScores, champion: ModelScores | None, **facts: bool
+) -> DeploymentDecision:
+    """decide_deployment against NAIVE with the thresholds every case here uses."""
+    return decide_deployment(
+        challenger=challenger,
+        champion=champion,
+        naive=NAIVE,
+        baseline_r2_floor=0.6,
+        tolerance=0.01,
+        **facts,
+    )
+
 
 CASES = [
     # (name, challenger, champion, champion is naive, decision, serve, reason fragment)
@@ -152,30 +167,13 @@ def test_decision(
     serve: str,
     fragment: str,
 ) -> None:
-    decision = decide_deployment(
-        challenger=challenger,
-        champion=champion,
-        naive=NAIVE,
-        champion_is_naive=is_naive,
-        baseline_r2_floor=0.6,
-        tolerance=0.01,
-    )
+    decision = decide(challenger, champion, champion_is_naive=is_naive)
     assert (decision.decision, decision.serve) == (expected, serve), decision.reason
     assert fragment in decision.reason
 
 
 def test_every_outcome_names_what_is_served() -> None:
-    served = {
-        decide_deployment(
-            challenger=c,
-            champion=ch,
-            naive=NAIVE,
-            champion_is_naive=n,
-            baseline_r2_floor=0.6,
-            tolerance=0.01,
-        ).serve
-        for _, c, ch, n, *_ in CASES
-    }
+    served = {decide(c, ch, champion_is_naive=n).serve for _, c, ch, n, *_ in CASES}
     assert served == {"challenger", "champion", "naive"}
 
 
@@ -190,13 +188,6 @@ def test_every_outcome_names_what_is_served() -> None:
     ],
 )
 def test_freshness_breaks_ties_only(champion: ModelScores, fresher: bool, expected: str) -> None:
-    decision = decide_deployment(
-        challenger=scores(0.8, 0.8),
-        champion=champion,
-        naive=NAIVE,
-        challenger_is_fresher=fresher,
-        baseline_r2_floor=0.6,
-        tolerance=0.01,
-    )
+    decision = decide(scores(0.8, 0.8), champion, challenger_is_fresher=fresher)
     assert decision.decision == expected, decision.reason
     assert ("newer data" in decision.reason) == (decision.reason.find("better:") < 0)
