@@ -369,25 +369,43 @@ def rolling_table(weeks: list[Week]) -> str:
                 },
             }
         )
-    truth = np.concatenate([np.concatenate(w.truth) for w in weeks])
     rows.append(
         {
             "week from": "**all**",
             "decision": "",
             "served": "",
             "retrain s": "",
-            **{
-                m: round(
-                    score(truth, np.concatenate([np.concatenate(w.predictions[m]) for w in weeks]))[
-                        "r2"
-                    ],
-                    3,
-                )
-                for m in weeks[0].predictions
-            },
+            **{m: round(r2, 3) for m, r2 in _overall_r2(weeks).items()},
         }
     )
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def _overall_r2(weeks: list[Week]) -> dict[str, float]:
+    """R² of each model over all rolling weeks' hours together."""
+    truth = np.concatenate([np.concatenate(w.truth) for w in weeks])
+    return {
+        m: score(truth, np.concatenate([np.concatenate(w.predictions[m]) for w in weeks]))["r2"]
+        for m in weeks[0].predictions
+    }
+
+
+def _compared(
+    what: str, unit: str, values: dict[str, float], ours: str, reference: str, better: str
+) -> Figure:
+    """values[ours] against values[reference], measured in the same run; `better` is the target
+    ("> x", "< x", ">= x"), its operator read from its first word."""
+    value, ref = values[ours], values[reference]
+    met = {">": value > ref, "<": value < ref, ">=": value >= ref}[better.split()[0]]
+    return Figure(
+        what=what,
+        value=value,
+        unit=unit,
+        reference=reference,
+        reference_value=ref,
+        target=better,
+        met=bool(met),
+    )
 
 
 def figures(rows: list[dict[str, Any]], weeks: list[Week]) -> list[Figure]:
@@ -397,42 +415,20 @@ def figures(rows: list[dict[str, Any]], weeks: list[Week]) -> list[Figure]:
         r2 = dict(zip(group["model"], group["r2"], strict=True))
         lr = dict(zip(group["model"], group["rmse_log1p"], strict=True))
         out.append(
-            Figure(
-                what=f"R² ours, window {name}",
-                value=r2["ours"],
-                unit="R²",
-                reference="plain HGBR (Poisson)",
-                reference_value=r2["plain HGBR (Poisson)"],
-                target="> plain HGBR",
-                met=bool(r2["ours"] > r2["plain HGBR (Poisson)"]),
+            _compared(
+                f"R² ours, window {name}", "R²", r2, "ours", "plain HGBR (Poisson)", "> plain HGBR"
             )
         )
-        out.append(
-            Figure(
-                what=f"log-RMSE ours, window {name}",
-                value=lr["ours"],
-                unit="",
-                reference="naive",
-                reference_value=lr["naive"],
-                target="< naive",
-                met=bool(lr["ours"] < lr["naive"]),
-            )
-        )
+        out.append(_compared(f"log-RMSE ours, window {name}", "", lr, "ours", "naive", "< naive"))
     if weeks:
-        truth = np.concatenate([np.concatenate(w.truth) for w in weeks])
-        overall = {
-            m: score(truth, np.concatenate([np.concatenate(w.predictions[m]) for w in weeks]))["r2"]
-            for m in weeks[0].predictions
-        }
         out.append(
-            Figure(
-                what=f"rolling R², last {len(weeks)} weeks, platform",
-                value=overall["platform"],
-                unit="R²",
-                reference="plain HGBR refit weekly",
-                reference_value=overall["plain HGBR refit weekly"],
-                target=">= plain HGBR refit weekly",
-                met=bool(overall["platform"] >= overall["plain HGBR refit weekly"]),
+            _compared(
+                f"rolling R², last {len(weeks)} weeks, platform",
+                "R²",
+                _overall_r2(weeks),
+                "platform",
+                "plain HGBR refit weekly",
+                ">= plain HGBR refit weekly",
             )
         )
         beats = all(
