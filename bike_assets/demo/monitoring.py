@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from bike_assets.demo.retrain import retrain
-from bike_assets.demo.runner import range_tags, run_job
+from bike_assets.demo.runner import asset_value, range_tags, run_job
 
 
 def backfill_issue_days(
@@ -37,9 +37,9 @@ def monitor_and_maybe_retrain(
     """Backfill the forecast history, score it and measure drift (the weekly monitoring),
     evaluate retrain_sensor once, run what it requests."""
     backfill_issue_days(defs, instance, first_issue, last_issue)
-    run_job(defs, instance, "weekly_monitor_job")
-    health: Any = defs.load_asset_value("champion_health", instance=instance)
-    drift: Any = defs.load_asset_value("drift_report", instance=instance)
+    monitored = run_job(defs, instance, "weekly_monitor_job")
+    health: Any = asset_value(defs, instance, monitored, "champion_health")
+    drift: Any = asset_value(defs, instance, monitored, "drift_report")
     r2, rmse, mae = health.get("r2"), health.get("rmse"), health.get("mae")
     print(
         f"champion_health: state={health['state']} rows={health['rows']} "
@@ -65,7 +65,7 @@ def monitor_and_maybe_retrain(
             f"    {name:<20} {column['method']:<28} score={column['score']:.3f} "
             f"{'DRIFT' if column['drifted'] else ''}"
         )
-    sensor = defs.get_sensor_def("retrain_sensor")
+    sensor = defs.resolve_sensor_def("retrain_sensor")
     # the code location's resources, as the daemon gives them (`definitions=` alone does not
     # reach a sensor that is called directly)
     with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:

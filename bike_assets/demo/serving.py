@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -22,6 +23,8 @@ def serve_and_forecast(settings: Settings, hours: int = 24) -> None:
 
     from bike_serving.app import create_app
 
+    # the app's INFO lines (champion reloads) are for its operators; the demo prints what it serves
+    logging.getLogger("bike_serving").setLevel(logging.WARNING)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
