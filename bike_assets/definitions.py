@@ -23,7 +23,7 @@ from bike_assets.jobs import (
     rollback_champion_job,
     weekly_monitor_job,
 )
-from bike_assets.resources.factory import build_resources
+from bike_assets.resources.factory import build_resources, with_storage
 from bike_assets.schedules import daily_ingest_schedule, default_automation_condition_sensor
 from bike_assets.sensors import build_sensors
 from bike_assets.settings import Settings
@@ -59,7 +59,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything in the code location, with resources chosen from `settings` and the catalog
     (owners, column schemas, freshness, code references) applied to every asset."""
     return dg.Definitions(
-        assets=with_catalog(ASSETS, settings),
+        assets=with_catalog(with_storage(ASSETS, settings), settings),
         asset_checks=CHECKS,
         jobs=JOBS,
         schedules=[daily_ingest_schedule],

@@ -222,7 +222,7 @@ def test_code_references_link_to_the_repository_when_a_git_url_is_set(
         assert (ROOT / relative).is_file(), relative
 
 
-def test_mlflow_links_are_urls_on_a_server_and_paths_otherwise(tmp_path: Path) -> None:
+def test_mlflow_links_are_urls_on_a_server_and_file_urls_otherwise(tmp_path: Path) -> None:
     assert ui_base_url("sqlite:///data/mlflow.db") is None
     assert ui_base_url("file:///tmp/mlruns") is None
     # credentials in the tracking URI never reach the link every UI user sees
@@ -234,15 +234,19 @@ def test_mlflow_links_are_urls_on_a_server_and_paths_otherwise(tmp_path: Path) -
     assert isinstance(link, dg.UrlMetadataValue)
     assert link.url == "http://127.0.0.1:5000/#/models/bike-counts/versions/7"
 
-    # a real sqlite store: the run's link is its artifact folder
+    # a real sqlite store: the run's link is its artifact folder, as a file:// URL that opens
     local = MlflowTracking(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         artifact_location=str(tmp_path / "mlartifacts"),
     )
     run_id = local.start_or_get_run("dagster-run-1", "run")
+    local.log_dict(run_id, {"a": 1}, "evaluation/report.json")
     run_link = local.run_link(run_id)
-    assert isinstance(run_link, dg.PathMetadataValue)
-    assert run_link.path == str((tmp_path / "mlartifacts").resolve() / run_id / "artifacts")
+    assert isinstance(run_link, dg.UrlMetadataValue)
+    folder = (tmp_path / "mlartifacts").resolve() / run_id / "artifacts"
+    assert run_link.url == folder.as_uri()
+    assert (folder / "evaluation" / "report.json").exists()
+    # a version the registry does not know: its models:/ URI
     version_link = local.model_version_link("7")
     assert isinstance(version_link, dg.PathMetadataValue)
     assert version_link.path == "models:/bike-counts/7"

@@ -15,9 +15,9 @@ from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.report_store import ReportStore
+from bike_assets.resources.thresholds import DecisionThresholds
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import Warehouse
-from bike_assets.settings import Settings
 
 
 def _load_champion(
@@ -66,9 +66,9 @@ def evaluation_report(
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
     report_store: ReportStore,
+    decision_thresholds: DecisionThresholds,
 ) -> dg.MaterializeResult:
-    settings = Settings.from_env()
-    thresholds = settings.thresholds
+    thresholds = decision_thresholds.values()
     # the artifact fitted without the test windows; the served one is its refit
     challenger = model_store.load(challenger_model.evaluated_uri or challenger_model.model_uri)
     champion, pointer, champion_status = _load_champion(champion_store, model_store)

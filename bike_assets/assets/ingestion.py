@@ -24,13 +24,11 @@ from pydantic import Field
 
 from bike_assets.partitions import daily_partitions
 from bike_assets.resources.batch_metrics import BatchMetricsResource
-from bike_assets.resources.warehouse import Warehouse, partition_expr
+from bike_assets.resources.thresholds import DecisionThresholds
+from bike_assets.resources.warehouse import Warehouse
 from bike_assets.schema import KEY_COLUMNS, schema_problems
-from bike_assets.settings import PARIS_TZ, Settings
+from bike_assets.settings import PARIS_TZ
 from bike_assets.sources.base import CountsSource, FetchProgress
-
-_settings = Settings.from_env()
-_STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
 
 
 def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
@@ -122,9 +120,10 @@ class _ProgressLog:
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingestion",
-    kinds={"python", _STORE_KIND},
+    kinds={"python", "duckdb"},  # the warehouse's kind: build_definitions sets it per env
     pool="paris_api",
-    metadata={"partition_expr": partition_expr(_settings.env)},
+    # the IO manager's `partition_expr` is derived from it by build_definitions (local or GCP)
+    metadata={"partition_column": "timestamp"},
     description=(
         "Hourly counts of every counter channel, one partition per Paris-local day "
         "(23 or 25 hours on DST days). Re-materializing a day replaces its rows in one "
@@ -206,7 +205,7 @@ def raw_counts(
 
 @dg.asset(
     group_name="ingestion",
-    kinds={"python", _STORE_KIND},
+    kinds={"python", "duckdb"},  # the warehouse's kind: build_definitions sets it per env
     description="One row per counter: names, site, coordinates, installation date, "
     "first/last seen.",
 )
@@ -373,10 +372,12 @@ with warnings.catch_warnings():
 
 @dg.multi_asset_check(specs=RAW_COUNTS_CHECKS, ins={"raw_counts": dg.AssetIn("raw_counts")})
 def raw_counts_checks(
-    context: dg.AssetCheckExecutionContext, raw_counts: pd.DataFrame
+    context: dg.AssetCheckExecutionContext,
+    raw_counts: pd.DataFrame,
+    decision_thresholds: DecisionThresholds,
 ) -> Iterator[dg.AssetCheckResult]:
     """All checks of the run's days (and only those) from one read of them."""
-    warn_below = Settings.from_env().thresholds.completeness_warn
+    warn_below = decision_thresholds.completeness_warn
     partitioned = context.has_partition_key or context.has_partition_key_range
     keys = list(context.partition_keys) if partitioned else []
     results = (

@@ -32,14 +32,13 @@ from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.report_store import ReportStore
+from bike_assets.resources.thresholds import DecisionThresholds
 from bike_assets.resources.warehouse import Warehouse
-from bike_assets.settings import PARIS_TZ, Settings
+from bike_assets.settings import PARIS_TZ
 
 WINDOW = pd.Timedelta(days=7)
 MIN_HEALTH_ROWS = 24 * 3  # fewer scored hours than this says nothing about a model
 
-_settings = Settings.from_env()
-_STORE_KIND = "bigquery" if _settings.env == "gcp" else "duckdb"
 
 _SERVED_MODEL = dg.AssetSelection.assets("champion", "champion_level")
 # Eager on the issue day in progress: yesterday's counts landing is the trigger. A new champion
@@ -68,14 +67,6 @@ WEEKLY_MONITOR_AUTOMATION = (
     )
     .with_label("weekly, once the week's last raw_counts day landed")
 )
-
-
-def _issued_at_expr(env: str) -> str:
-    """Paris wall time of `issued_at` (stored in UTC): Dagster writes daily partition bounds as
-    Paris wall-clock strings, as for raw_counts' `timestamp` (`warehouse.partition_expr`)."""
-    if env == "gcp":
-        return "DATETIME(issued_at, 'Europe/Paris')"
-    return "timezone('Europe/Paris', issued_at)"
 
 
 def _latest_window(warehouse: Warehouse) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -192,12 +183,13 @@ def drift_report(
     warehouse: Warehouse,
     batch_metrics: BatchMetricsResource,
     report_store: ReportStore,
+    decision_thresholds: DecisionThresholds,
 ) -> dg.MaterializeResult:
-    settings = Settings.from_env()
     window = _latest_window(warehouse)
     current = warehouse.read_counts(*window) if window else train_baseline.iloc[0:0]
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
-    html = settings.reports_dir / f"drift_{context.run.run_id[:8]}.html"
+    # written where the report store keeps reports (locally: that folder, so the HTML's path
+    # stays valid; on GCP a scratch folder, then uploaded)
+    html = report_store.scratch_path(f"drift_{context.run.run_id[:8]}.html")
     result = measure_drift(
         train_baseline,
         current,
@@ -209,7 +201,7 @@ def drift_report(
     stored = (
         report_store.put(html.name, html.read_bytes(), "text/html") if result.html_path else None
     )
-    detected = result.share is not None and result.share >= settings.thresholds.drift_warning
+    detected = result.share is not None and result.share >= decision_thresholds.drift_warning
     if result.share is not None:
         batch_metrics.push_drift(result.share, detected, columns=result.columns)
     record_decision(
@@ -257,8 +249,9 @@ class PredictionsConfig(dg.Config):
         "champion",
         "champion_level",
     ],
-    kinds={"scikit-learn", _STORE_KIND},
-    metadata={"partition_expr": _issued_at_expr(_settings.env)},
+    kinds={"scikit-learn", "duckdb"},  # the warehouse's kind: build_definitions sets it per env
+    # the IO manager's `partition_expr` is derived from it by build_definitions (local or GCP)
+    metadata={"partition_column": "issued_at"},
     automation_condition=PREDICTIONS_AUTOMATION,
     description="The forecast history, one partition per Paris issue day D: the forecast of "
     "every active counter for the Paris days D..D+6, made by the champion being served when "

@@ -6,6 +6,7 @@ This is the only place that knows local vs GCP, so assets only see typed resourc
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -15,12 +16,14 @@ from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.report_store import GcsReportStore, LocalReportStore
+from bike_assets.resources.thresholds import DecisionThresholds
 from bike_assets.resources.tracking import MlflowTracking
 from bike_assets.resources.warehouse import (
     SCHEMA,
     BigQueryWarehouse,
     DuckDBWarehouse,
     TidyDuckDBPandasIOManager,
+    partition_expr,
 )
 from bike_assets.settings import Settings
 from bike_assets.sources.base import CountsSource
@@ -61,8 +64,27 @@ def from_env_var(name: str, value: str) -> Any:
     return value
 
 
+def with_storage(
+    assets: Sequence[dg.AssetsDefinition], settings: Settings
+) -> list[dg.AssetsDefinition]:
+    """Assets as the chosen warehouse stores them: the `duckdb` kind becomes `bigquery` on GCP,
+    and a table partitioned on a UTC timestamp column (metadata `partition_column`) gets the
+    IO manager's `partition_expr` in that warehouse's SQL."""
+    store_kind = "bigquery" if settings.env == "gcp" else "duckdb"
+
+    def adapt(spec: dg.AssetSpec) -> dg.AssetSpec:
+        kinds = {store_kind if kind in ("duckdb", "bigquery") else kind for kind in spec.kinds}
+        column = spec.metadata.get("partition_column")
+        metadata = {"partition_expr": partition_expr(settings.env, column)} if column else {}
+        return spec.replace_attributes(kinds=kinds).merge_attributes(metadata=metadata)
+
+    mapped = dg.map_asset_specs(adapt, assets)
+    return [a for a in mapped if isinstance(a, dg.AssetsDefinition)]
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     common: dict[str, Any] = {
+        "decision_thresholds": DecisionThresholds.of(settings.thresholds),
         "source": build_source(settings),
         "alerts": DiscordResource(
             webhook_url=from_env_var("DISCORD_WEBHOOK_URL", settings.discord_webhook_url),

@@ -53,12 +53,22 @@ class ReportStore(dg.ConfigurableResource, ABC):  # type: ignore[misc]
     def url_for(self, name: str) -> str:
         """The URL of the report `name` as `put` links it."""
 
+    def scratch_path(self, name: str) -> Path:
+        """Where a report writer (e.g. Evidently's `save_html`) may write the file `name`
+        before `put`: a temporary folder by default."""
+        return Path(tempfile.mkdtemp(prefix="bike-report-")) / _checked(name)
+
 
 class LocalReportStore(ReportStore):
     root: str = Field(description="Folder of the reports, e.g. $BIKE_DATA_DIR/reports.")
     base_url: str = Field(
         default="", description="URL serving `root` (BIKE_REPORTS_URL); empty: file:// URLs."
     )
+
+    def scratch_path(self, name: str) -> Path:
+        """In the reports folder itself: the file written there is the report."""
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        return Path(self.root) / _checked(name)
 
     def url_for(self, name: str) -> str:
         if self.base_url:

@@ -231,8 +231,10 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
         return ui_base_url(self.tracking_uri)
 
     def run_link(self, run_id: str) -> dg.MetadataValue:
-        """The run in the MLflow UI (a URL) on a server; otherwise its artifact folder (a path,
-        e.g. under $BIKE_DATA_DIR/mlartifacts with the default sqlite store)."""
+        """The run in the MLflow UI (a URL) on a server; otherwise its artifact folder as a
+        file:// URL (e.g. under $BIKE_DATA_DIR/mlartifacts with the default sqlite store: the
+        model, the evaluated pipeline and the evaluation report are there), or the artifact URI
+        as a path when it is not a local folder."""
         base = self.server_url()
         if base is not None:
             run = self._client().get_run(run_id)
@@ -240,7 +242,10 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
                 f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
             )
         artifact_uri = str(self._client().get_run(run_id).info.artifact_uri)
-        return dg.MetadataValue.path(local_path(artifact_uri))
+        folder = local_path(artifact_uri)
+        if folder.startswith("/"):
+            return dg.MetadataValue.url(Path(folder).resolve().as_uri())
+        return dg.MetadataValue.path(folder)
 
     def model_version_link(self, version: str) -> dg.MetadataValue:
         """The registered version in the MLflow UI (a URL) on a server; otherwise the URI that
@@ -250,6 +255,12 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
             return dg.MetadataValue.url(
                 f"{base}/#/models/{quote(self.registered_model_name)}/versions/{version}"
             )
+        try:  # without a server: the folder of the run that logged the version
+            run_id = self._client().get_model_version(self.registered_model_name, version).run_id
+        except Exception:  # an unknown version or an unreachable store: the URI still says it
+            run_id = None
+        if run_id:
+            return self.run_link(run_id)
         return dg.MetadataValue.path(f"models:/{self.registered_model_name}/{version}")
 
 

@@ -122,15 +122,15 @@ class TidyDuckDBPandasIOManager(DuckDBPandasIOManager):  # type: ignore[misc]
         )
 
 
-def partition_expr(env: str) -> str:
-    """SQL giving the Paris-local wall time of the `timestamp` column (stored in UTC).
+def partition_expr(env: str, column: str = "timestamp") -> str:
+    """SQL giving the Paris-local wall time of a UTC timestamp `column` (a constant name).
 
     Dagster writes daily partition bounds as Paris wall-clock strings without offset, so the
     comparison must be made in Paris local time for DST days to hold 23 or 25 hours.
     """
     if env == "gcp":
-        return "DATETIME(timestamp, 'Europe/Paris')"
-    return "timezone('Europe/Paris', timestamp)"
+        return f"DATETIME({column}, 'Europe/Paris')"
+    return f"timezone('Europe/Paris', {column})"
 
 
 class Warehouse(dg.ConfigurableResource, ABC):  # type: ignore[misc]
