@@ -127,6 +127,14 @@ def serving_client(
         yield client
 
 
+@contextmanager
+def v1_client(data_dir: Path, **overrides: Any) -> Iterator[TestClient[Any]]:
+    """`serving_client` with `trained("1")` published as version 1 first."""
+    publish(data_dir, trained("1"), "1")
+    with serving_client(data_dir, **overrides) as client:
+        yield client
+
+
 def metric(client: TestClient[Any], name: str, **labels: str) -> float | None:
     """One sample of GET /metrics (None when absent), parsed with prometheus_client's parser."""
     text = client.get("/metrics").text

@@ -30,6 +30,7 @@ from bike_assets_tests.serving_fixtures import (
     publish,
     serving_client,
     trained,
+    v1_client,
 )
 from bike_serving.errors import EXCEPTION_HANDLERS, RETRAIN_COMMAND
 from bike_serving.prediction import OFFLOAD_RECORDS
@@ -39,8 +40,7 @@ Client = TestClient[Any]
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
-    publish(tmp_path, trained("1"), "1")
-    with serving_client(tmp_path, max_records=200) as c:
+    with v1_client(tmp_path, max_records=200) as c:
         yield c
 
 

@@ -30,6 +30,7 @@ from bike_assets_tests.serving_fixtures import (
     publish,
     serving_client,
     trained,
+    v1_client,
 )
 from bike_serving.day_cache import HOURS_PER_DAY, DayCache
 from bike_serving.forecast_cache import predict_rows
@@ -44,8 +45,7 @@ LAST_HOUR = int(datetime(2099, 1, 1, tzinfo=UTC).timestamp()) // 3600
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
-    publish(tmp_path, trained("1"), "1")
-    with serving_client(tmp_path, max_records=50_000) as c:
+    with v1_client(tmp_path, max_records=50_000) as c:
         yield c
 
 
