@@ -85,6 +85,15 @@ def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def paris(platform_env: Path, api: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    """The platform reading the Paris API stand-in `api`, a FakeParisApi fixture of the module."""
+    from bike_assets_tests.ingestion_fixtures import paris_platform
+
+    with dg.instance_for_test() as instance:
+        yield paris_platform(monkeypatch, api.url, instance)
+
+
+@pytest.fixture
 def platform(platform_env: Path) -> Iterator[Platform]:
     from bike_assets.definitions import build_definitions
 

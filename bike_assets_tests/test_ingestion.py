@@ -33,14 +33,6 @@ def api() -> Iterator[FakeParisApi]:
         yield server
 
 
-@pytest.fixture
-def paris(
-    platform_env: Path, api: FakeParisApi, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Platform]:
-    with dg.instance_for_test() as instance:
-        yield paris_platform(monkeypatch, api.url, instance)
-
-
 def test_a_range_is_one_run_and_stores_exactly_what_the_api_holds(
     paris: Platform, api: FakeParisApi
 ) -> None:

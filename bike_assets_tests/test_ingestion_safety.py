@@ -47,14 +47,6 @@ def api() -> Iterator[FakeParisApi]:
         yield server
 
 
-@pytest.fixture
-def paris(
-    platform_env: Path, api: FakeParisApi, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Platform]:
-    with dg.instance_for_test() as instance:
-        yield paris_platform(monkeypatch, api.url, instance)
-
-
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
