@@ -227,10 +227,6 @@ class Settings:
         return self.data_dir / "warehouse.duckdb"
 
     @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 

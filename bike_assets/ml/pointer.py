@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-POINTER_FIELDS = ("version", "model_uri", "trained_range", "metrics", "promoted_at", "previous")
-
 
 class PointerError(RuntimeError):
     """The pointer exists but cannot be used (corrupt JSON, missing fields, unreadable)."""
