@@ -198,12 +198,29 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
                     pip_requirements=requirements(shipped.rglob("*.py")),
                     signature=signature,
                     input_example=example,
-                    registered_model_name=self.registered_model_name,
                 )
-        version = str(info.registered_model_version)
+        version = self._register(info, run_id)
         if alias:
             client.set_registered_model_alias(self.registered_model_name, alias, version)
         return LoggedModel(run_id=run_id, version=version, model_uri=info.model_uri)
+
+    def _register(self, info: Any, run_id: str) -> str:
+        """A new version of the registered model for a logged model. Through the client, not
+        `log_model(registered_model_name=...)`, whose fluent path prints "Successfully
+        registered..." / "Created version..." to stderr on every call (noise in the demo and
+        in Dagster's captured logs)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._client()
+        try:
+            client.create_registered_model(self.registered_model_name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        created = client.create_model_version(
+            self.registered_model_name, source=info.model_uri, run_id=run_id, model_id=info.model_id
+        )
+        return str(created.version)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
         """Attach out-of-sample scores to a run; NaN is not a score."""
