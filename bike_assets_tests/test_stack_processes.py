@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,13 @@ def test_up_status_restart_down(config: stack.StackConfig) -> None:
 
         pushgateway = started[0]
         os.killpg(pushgateway.pid, signal.SIGKILL)
+        # a signal is delivered asynchronously: on a busy machine the process may still be
+        # scheduled out for a moment after kill() returns
+        deadline = time.monotonic() + 10
         states = {s.name: alive for s, alive in stack.status(config)}
+        while states["pushgateway"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            states = {s.name: alive for s, alive in stack.status(config)}
         assert states["pushgateway"] is False and states["prometheus"] is True
 
         again = stack.restart(config, "pushgateway")
