@@ -19,8 +19,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from bike_assets.sources.background_server import BackgroundHTTPServer
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,10 @@ def free_port() -> int:
         return port
 
 
-class LocalHTTPServer:
+class LocalHTTPServer(BackgroundHTTPServer):
     """ThreadingHTTPServer on a free 127.0.0.1 port, in a daemon thread."""
+
+    poll_interval_s = 0.02  # stop() waits up to one interval, in every test
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class LocalHTTPServer:
         body: bytes = b"",
         content_type: str = "text/plain; charset=utf-8",
     ) -> None:
+        super().__init__()
         self.status = status
         self.delay_s = delay_s
         self.body = body
@@ -63,11 +67,9 @@ class LocalHTTPServer:
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._received = threading.Condition(self._lock)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> LocalHTTPServer:
+    def _make_server(self) -> ThreadingHTTPServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,41 +105,9 @@ class LocalHTTPServer:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True  # a delayed handler must not block shutdown
-        self._server = server
-        # A short poll interval: shutdown() waits up to one interval, for every test.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> LocalHTTPServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return server
 
     # -- inspection -----------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return int(self._server.server_address[1])
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

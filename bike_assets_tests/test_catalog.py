@@ -4,7 +4,6 @@ column schemas from the tidy schema, freshness policies; the link builders (MLfl
 from __future__ import annotations
 
 import functools
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from bike_assets.resources.report_store import GcsReportStore, LocalReportStore
 from bike_assets.resources.tracking import MlflowTracking, ui_base_url
 from bike_assets.schema import TIDY_COLUMNS, TIDY_DTYPES
 from bike_assets.settings import PARIS_TZ, Settings, SettingsError
+from bike_assets.sources.background_server import BackgroundHTTPServer
 from bike_assets_tests.conftest import Platform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,15 +57,13 @@ def serve_directory(folder: Path) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    class Files(BackgroundHTTPServer):
+        def _make_server(self) -> ThreadingHTTPServer:
+            handler = functools.partial(Quiet, directory=str(folder))
+            return ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    with Files() as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 def evaluate_freshness(instance: dg.DagsterInstance) -> None:

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+
+from bike_assets.sources.background_server import BackgroundHTTPServer
 
 DATASET = "comptage-velo-donnees-compteurs"
 PARIS = ZoneInfo("Europe/Paris")
@@ -132,12 +133,14 @@ class _BadRequestError(Exception):
         self.status, self.error_code, self.message = status, error_code, message
 
 
-class FakeParisApi:
+class FakeParisApi(BackgroundHTTPServer):
     """The API over HTTP on 127.0.0.1, backed by `records` (API field names, any row order).
 
     `records["date"]` may hold tz-aware timestamps or ISO strings; an unparseable date is served
     as is and never matches a date comparison (as with the portal's typed field).
     """
+
+    thread_name = "fake-paris-api"
 
     def __init__(
         self,
@@ -150,6 +153,7 @@ class FakeParisApi:
         seed: int = 0,
         port: int = 0,
     ) -> None:
+        super().__init__()
         self.dataset = dataset
         self.fail_ratio = fail_ratio
         self.fail_statuses = tuple(fail_statuses)
@@ -161,8 +165,6 @@ class FakeParisApi:
         self.busy_s = 0.0  # time spent building answers (shares the GIL with an in-process client)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._load(records)
 
     # ---- data -------------------------------------------------------------------------------
@@ -376,45 +378,20 @@ class FakeParisApi:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeParisApi is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Self:
+    def _make_server(self) -> ThreadingHTTPServer:
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.api = self
+        return server
+
+    def start(self) -> Self:
         self._stopping.clear()
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-paris-api",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in a slow response
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
 
 class _Server(ThreadingHTTPServer):
