@@ -23,6 +23,7 @@ from bike_assets.jobs import (
     rollback_champion_job,
     weekly_monitor_job,
 )
+from bike_assets.partitions import calendar, with_calendar
 from bike_assets.resources.factory import build_resources, with_storage
 from bike_assets.schedules import daily_ingest_schedule, default_automation_condition_sensor
 from bike_assets.sensors import build_sensors
@@ -40,10 +41,6 @@ ASSETS = [
     monitoring.drift_report,
     monitoring.predictions,
 ]
-CHECKS = [
-    ingestion.raw_counts_checks,
-    evaluation.challenger_is_sane,
-]
 JOBS: list[Any] = [  # asset jobs and op jobs
     ingest_job,
     counters_job,
@@ -56,11 +53,14 @@ JOBS: list[Any] = [  # asset jobs and op jobs
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Everything in the code location, with resources chosen from `settings` and the catalog
-    (owners, column schemas, freshness, code references) applied to every asset."""
+    """Everything in the code location, with resources chosen from `settings`, the calendar of
+    its partitions from `settings.partitions_start`, and the catalog (owners, column schemas,
+    freshness, code references) applied to every asset."""
+    cal = calendar(settings.partitions_start)
+    assets = with_calendar(with_storage(ASSETS, settings), cal)
     return dg.Definitions(
-        assets=with_catalog(with_storage(ASSETS, settings), settings),
-        asset_checks=CHECKS,
+        assets=with_catalog(assets, settings),
+        asset_checks=[ingestion.raw_counts_checks(cal.counts), evaluation.challenger_is_sane],
         jobs=JOBS,
         schedules=[daily_ingest_schedule],
         sensors=[*build_sensors(settings), default_automation_condition_sensor],

@@ -17,6 +17,8 @@ from typing import Literal
 PARIS_TZ = "Europe/Paris"
 DATASET_ID = "comptage-velo-donnees-compteurs"
 REGISTERED_MODEL_NAME = "bike-counts"
+# First Paris day of raw_counts unless BIKE_PARTITIONS_START says otherwise.
+DEFAULT_PARTITIONS_START = date(2020, 1, 1)
 
 # Bounds of the serving settings (checked by `Settings.validated`).
 MAX_RECORDS_LIMIT = 1_000_000  # the body limit is ~256 bytes a record: 256 MB at most
@@ -115,7 +117,7 @@ class Settings:
     paris_timeout_s: float = 30.0
     paris_max_retries: int = 5
     paris_retry_budget_s: float = 120.0
-    partitions_start: date = date(2020, 1, 1)
+    partitions_start: date = DEFAULT_PARTITIONS_START
     synthetic_seed: int = 42
     synthetic_counters: int = 80
     synthetic_drift_date: date | None = None
@@ -147,7 +149,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("BIKE_DATA_DIR", "").strip() or "data").expanduser().resolve()
-        start = _date(env, "BIKE_PARTITIONS_START", date(2020, 1, 1))
+        start = _date(env, "BIKE_PARTITIONS_START", DEFAULT_PARTITIONS_START)
         assert start is not None
         return cls(
             env=_choice(env, "BIKE_ENV", "local", ("local", "gcp")),  # type: ignore[arg-type]

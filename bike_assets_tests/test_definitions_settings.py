@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,9 @@ from bike_assets.settings import Settings, Thresholds
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bike_assets"
 # Entry points read the environment (that is their job); the code location's modules do not.
-# partitions.py: a partitions definition is fixed when its assets are decorated (documented);
 # resources/factory.py: builds the resources from the settings, and asks the environment only
 # whether a value came from a variable (then the UI shows its name, not the value).
-READERS = {"settings.py", "definitions.py", "cli.py", "stack.py", "partitions.py", "factory.py"}
+READERS = {"settings.py", "definitions.py", "cli.py", "stack.py", "factory.py"}
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,27 @@ def test_storage_metadata_follows_the_settings_given(
         assert kind in spec.kinds and not {"duckdb", "bigquery"} - {kind} & spec.kinds
         assert spec.metadata["partition_expr"].startswith(expr)
         assert column in spec.metadata["partition_expr"]
+
+
+def test_partitions_start_on_the_settings_day(tmp_path: Path) -> None:
+    start = date(2024, 3, 1)
+    settings = dataclasses.replace(
+        Settings.from_env({"BIKE_DATA_DIR": str(tmp_path)}), partitions_start=start
+    )
+    defs = build_definitions(settings)
+    first = {
+        key: defs.get_assets_def(key).partitions_def.get_first_partition_key()  # type: ignore[union-attr]
+        for key in ("raw_counts", "predictions")
+    }
+    assert first == {"raw_counts": "2024-03-01", "predictions": "2024-03-02"}
+    # the checks of raw_counts are partitioned like it, and the ingest job and its schedule too
+    (checks,) = [c for c in defs.asset_checks or [] if c.node_def.name == "raw_counts_checks"]
+    assert {spec.partitions_def for spec in checks.check_specs} == {
+        defs.get_assets_def("raw_counts").partitions_def
+    }
+    job = defs.resolve_job_def("ingest_job")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_first_partition_key() == "2024-03-01"
 
 
 def test_thresholds_reach_the_assets_as_a_resource(tmp_path: Path) -> None:

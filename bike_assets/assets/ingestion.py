@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from bike_assets.partitions import daily_partitions
+from bike_assets.partitions import DEFAULT
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.thresholds import DecisionThresholds
 from bike_assets.resources.warehouse import Warehouse
@@ -117,7 +117,7 @@ class _ProgressLog:
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=DEFAULT.counts,  # build_definitions applies the settings' calendar
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingestion",
     kinds={"python", "duckdb"},  # the warehouse's kind: build_definitions sets it per env
@@ -333,45 +333,46 @@ def check_completeness(
     )
 
 
-# Partitioned specs: a run's checks load exactly the run's partitions (one day for the daily
-# schedule, the range for a backfill), not the whole table. Dagster 1.13 marks partitioned check
-# specs "preview"; the warning is silenced here only, where the choice is made.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    RAW_COUNTS_CHECKS = [
-        dg.AssetCheckSpec(
-            "raw_counts_schema",
-            asset="raw_counts",
-            blocking=True,
-            description="Tidy columns and dtypes.",
-            partitions_def=daily_partitions,
-        ),
-        dg.AssetCheckSpec(
-            "raw_counts_non_negative_integers",
-            asset="raw_counts",
-            blocking=True,
-            description="Counts are non-negative integers.",
-            partitions_def=daily_partitions,
-        ),
-        dg.AssetCheckSpec(
-            "raw_counts_unique_keys",
-            asset="raw_counts",
-            blocking=True,
-            description="One row per (counter_id, timestamp).",
-            partitions_def=daily_partitions,
-        ),
-        dg.AssetCheckSpec(
-            "raw_counts_completeness",
-            asset="raw_counts",
-            description="Hours x counters present vs expected per Paris day of the run; WARN "
-            "below COMPLETENESS_WARN, and for a day of the run without any row.",
-            partitions_def=daily_partitions,
-        ),
-    ]
+# (name, blocking, description), in the order `_check_raw_counts` yields their results
+RAW_COUNTS_CHECKS = (
+    ("raw_counts_schema", True, "Tidy columns and dtypes."),
+    ("raw_counts_non_negative_integers", True, "Counts are non-negative integers."),
+    ("raw_counts_unique_keys", True, "One row per (counter_id, timestamp)."),
+    (
+        "raw_counts_completeness",
+        False,
+        "Hours x counters present vs expected per Paris day of the run; WARN below "
+        "COMPLETENESS_WARN, and for a day of the run without any row.",
+    ),
+)
 
 
-@dg.multi_asset_check(specs=RAW_COUNTS_CHECKS, ins={"raw_counts": dg.AssetIn("raw_counts")})
-def raw_counts_checks(
+def raw_counts_checks(counts: dg.DailyPartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The checks of raw_counts, partitioned like it (`counts`: the calendar's Paris days).
+
+    Partitioned specs: a run's checks load exactly the run's partitions (one day for the daily
+    schedule, the range for a backfill), not the whole table. A function of the calendar because
+    check specs, unlike asset specs, cannot be re-partitioned after decoration; Dagster 1.13
+    marks partitioned check specs "preview", silenced here only, where the choice is made.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        specs = [
+            dg.AssetCheckSpec(
+                name,
+                asset="raw_counts",
+                blocking=blocking,
+                description=description,
+                partitions_def=counts,
+            )
+            for name, blocking, description in RAW_COUNTS_CHECKS
+        ]
+    return dg.multi_asset_check(
+        specs=specs, name="raw_counts_checks", ins={"raw_counts": dg.AssetIn("raw_counts")}
+    )(_check_raw_counts)
+
+
+def _check_raw_counts(
     context: dg.AssetCheckExecutionContext,
     raw_counts: pd.DataFrame,
     decision_thresholds: DecisionThresholds,
@@ -386,10 +387,10 @@ def raw_counts_checks(
         check_unique_keys(raw_counts),
         check_completeness(raw_counts, warn_below, expected_days=keys),
     )
-    for spec, result in zip(RAW_COUNTS_CHECKS, results, strict=True):
+    for (name, _, _), result in zip(RAW_COUNTS_CHECKS, results, strict=True):
         yield dg.AssetCheckResult(
-            check_name=spec.name,
-            asset_key=spec.asset_key,
+            check_name=name,
+            asset_key=dg.AssetKey("raw_counts"),
             passed=result.passed,
             severity=result.severity,
             metadata={**result.metadata, "partitions_checked": len(keys)},

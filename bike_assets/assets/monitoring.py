@@ -27,7 +27,7 @@ from bike_assets.monitoring.forecast_history import (
     paris_day_start,
     published_forecasts,
 )
-from bike_assets.partitions import issue_days
+from bike_assets.partitions import DEFAULT
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.champion_store import ChampionStore
 from bike_assets.resources.model_store import ModelStore
@@ -236,7 +236,7 @@ class PredictionsConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=issue_days,
+    partitions_def=DEFAULT.issues,  # build_definitions applies the settings' calendar
     # a backfill of issue days loads the champion once and reads the counts once
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="monitoring",
