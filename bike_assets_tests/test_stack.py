@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import requests
 
@@ -287,13 +288,35 @@ def test_sensor_triggered_retrain_is_served_once_per_monitoring_pass(
 def test_two_warehouse_writers_at_once_both_succeed(platform: RunningStack) -> None:
     # counters_job rewrites the counters table while ingest_job replaces a day of raw_counts:
     # two processes writing the one DuckDB file (retried on its lock, see deploy/README.md).
-    first = launch_run(platform, "counters_job")
-    second = launch_run(platform, "ingest_job", tags={"dagster/partition": END.isoformat()})
+    # Launched together they may still run one after the other on a busy box, so this test
+    # holds the file's write lock itself until both runs are in progress: each must wait on the
+    # lock (a third writer), and both are provably in progress at the same moment.
+    database = platform.config.data_dir / "warehouse.duckdb"
+    with wait_for("the warehouse lock", lambda: try_lock(database), 60) as holder:
+        holder.execute("SELECT 1")
+        first = launch_run(platform, "counters_job")
+        second = launch_run(platform, "ingest_job", tags={"dagster/partition": END.isoformat()})
+        wait_for("both writers to start", lambda: both_started(platform, first, second), 120)
+        time.sleep(3)  # long enough for either to reach the warehouse and retry on the lock
+        released = time.time()
     a, b = wait_run(platform, first), wait_run(platform, second)
     assert a["status"] == "SUCCESS", failure_messages(platform, first)
     assert b["status"] == "SUCCESS", failure_messages(platform, second)
-    # they really overlapped in time
-    assert a["startTime"] < b["endTime"] and b["startTime"] < a["endTime"], (a, b)
+    # both were in progress when the lock was released, so they overlapped in time
+    assert max(a["startTime"], b["startTime"]) < released < min(a["endTime"], b["endTime"]), (a, b)
+
+
+def try_lock(database: Path) -> duckdb.DuckDBPyConnection | None:
+    try:  # another process (a run, a sensor) may hold it for a moment
+        return duckdb.connect(str(database))
+    except duckdb.IOException:
+        return None
+
+
+def both_started(platform: RunningStack, *run_ids: str) -> bool:
+    statuses = {run["status"] for run in runs(platform, runIds=list(run_ids))}
+    assert not statuses & {"FAILURE", "CANCELED"}, statuses
+    return statuses == {"STARTED"}
 
 
 def test_two_retrains_at_once_run_one_after_the_other(platform: RunningStack) -> None:
