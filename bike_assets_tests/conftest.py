@@ -104,3 +104,16 @@ def platform(platform_env: Path) -> Iterator[Platform]:
 
 def env_without_platform_vars() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _PLATFORM_ENV}
+
+
+def dagster_home_without_daemon(home: Path) -> Path:
+    """A new DAGSTER_HOME whose runs are launched directly, for a webserver with no daemon to
+    dequeue them (the default coordinator would queue them forever)."""
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "run_coordinator:\n"
+        "  module: dagster.core.run_coordinator\n"
+        "  class: DefaultRunCoordinator\n"
+        "telemetry:\n  enabled: false\n"
+    )
+    return home

@@ -33,7 +33,13 @@ import requests
 from bike_assets.catalog import column_schemas
 from bike_assets.resources.warehouse import SCHEMA
 from bike_assets.settings import Settings
-from bike_assets_tests.conftest import RANGE_END, RANGE_START, env_without_platform_vars
+from bike_assets_tests.conftest import (
+    RANGE_END,
+    RANGE_START,
+    dagster_home_without_daemon,
+    env_without_platform_vars,
+    retrain_config,
+)
 from bike_assets_tests.local_http import free_port
 from bike_assets_tests.test_catalog import SPLITS, TABLE_ASSETS, evaluate_freshness
 from bike_assets_tests.test_webserver_e2e import graphql
@@ -42,12 +48,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SMALL_SPLITS = {
-    "test_current_days": 5,
-    "train_current_days": 10,
-    "test_baseline_days": 5,
-    "min_train_baseline_days": 8,
-}
 ASSET_NODES = """
 {
   assetNodes {
@@ -164,15 +164,7 @@ def _populate(instance: dg.DagsterInstance, today: date) -> None:
     first, last = today - timedelta(days=35), today - timedelta(days=1)
     run("ingest_job", tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()})
     run("counters_job")
-    run(
-        "retrain_job",
-        run_config={
-            "ops": {
-                "splits": {"config": SMALL_SPLITS},
-                "challenger_model": {"config": {"max_iter": 40, "validation_days": 2}},
-            }
-        },
-    )
+    run("retrain_job", run_config=retrain_config())
     run("weekly_monitor_job")
     run("daily_predictions_job", partition_key=today.isoformat())
 
@@ -182,15 +174,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
     import pandas as pd
 
     tmp = tmp_path_factory.mktemp("catalog_ui")
-    home, data_dir = tmp / "dagster_home", tmp / "data"
-    home.mkdir()
-    # No daemon: runs are launched directly (and here they run in process anyway).
-    (home / "dagster.yaml").write_text(
-        "run_coordinator:\n"
-        "  module: dagster.core.run_coordinator\n"
-        "  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n"
-    )
+    home, data_dir = dagster_home_without_daemon(tmp / "dagster_home"), tmp / "data"
     mlflow_port, web_port = free_port(), free_port()
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     env = env_without_platform_vars() | {

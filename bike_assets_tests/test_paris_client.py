@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -17,6 +16,7 @@ from bike_assets.schema import schema_problems
 from bike_assets.sources.base import SourceError
 from bike_assets.sources.fake_paris_api import CannedResponse, FakeParisApi, make_records
 from bike_assets.sources.paris_api import ParisOpenDataClient
+from bike_assets_tests.local_http import free_port
 
 PARIS = ZoneInfo("Europe/Paris")
 DAYS = [date(2021, 3, 25) + timedelta(days=i) for i in range(8)] + [
@@ -259,9 +259,7 @@ def test_dst_days_come_out_whole(api: FakeParisApi) -> None:
 
 
 def test_unreachable_api_raises_quickly() -> None:
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens on it
     dead = ParisOpenDataClient(
         base_url=f"http://127.0.0.1:{port}", timeout_s=1.0, max_retries=2, backoff_factor=0.01
     )

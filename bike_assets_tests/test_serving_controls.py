@@ -3,7 +3,6 @@ the webserver's GraphQL API; the e2e test talks to a real dagster-webserver."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
+from bike_assets_tests.local_http import free_port
 from bike_assets_tests.serving_fixtures import API_KEY, serving_client
 from bike_assets_tests.test_webserver_e2e import webserver
 
@@ -25,12 +25,6 @@ CONTROLS = [
     ("/admin/promote", {"version": 3}, "rollback_champion_job"),
     ("/admin/evaluate", None, "evaluate_champion_job"),
 ]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again when the socket is: nobody listens
 
 
 @pytest.mark.e2e
@@ -81,7 +75,7 @@ def test_promote_refuses_bad_input_before_asking_dagster(
     tmp_path: Path, body: dict[str, Any], field: str | None
 ) -> None:
     # the URL leads nowhere: a 422 proves the input was judged first
-    url = f"http://127.0.0.1:{_closed_port()}/graphql"
+    url = f"http://127.0.0.1:{free_port()}/graphql"
     with serving_client(tmp_path, dagster_graphql_url=url) as client:
         response = client.post("/admin/promote", json=body, headers=KEY)
         assert response.status_code == 422, response.text
@@ -92,7 +86,7 @@ def test_promote_refuses_bad_input_before_asking_dagster(
 def test_controls_answer_503_when_dagster_is_absent_or_unreachable(tmp_path: Path) -> None:
     for url, words in (
         ("", "DAGSTER_GRAPHQL_URL"),
-        (f"http://127.0.0.1:{_closed_port()}/graphql", "cannot be reached"),
+        (f"http://127.0.0.1:{free_port()}/graphql", "cannot be reached"),
     ):
         with serving_client(tmp_path, dagster_graphql_url=url) as client:
             for path, body, _ in CONTROLS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from bike_assets_tests.conftest import env_without_platform_vars
+from bike_assets_tests.conftest import dagster_home_without_daemon, env_without_platform_vars
+from bike_assets_tests.local_http import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -92,24 +92,10 @@ query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } 
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def webserver(tmp_path: Path) -> Iterator[str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    # No daemon here: launch runs directly instead of queueing them for one.
-    (home / "dagster.yaml").write_text(
-        "run_coordinator:\n"
-        "  module: dagster.core.run_coordinator\n"
-        "  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n"
-    )
-    port = _free_port()
+    home = dagster_home_without_daemon(tmp_path / "dagster_home")
+    port = free_port()
     env = env_without_platform_vars() | {
         "DAGSTER_HOME": str(home),
         "BIKE_DATA_DIR": str(tmp_path / "data"),
