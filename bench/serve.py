@@ -68,31 +68,18 @@ trivial_app = Litestar([trivial])  # `uvicorn serve:trivial_app --app-dir bench`
 
 # --- the champion ------------------------------------------------------------------------------
 def synthetic_counts(n_counters: int, days: int, end: date, seed: int = 3) -> Any:
-    """Hourly counts with commuter peaks, quieter weekends and Poisson noise (Paris time)."""
+    """`commuter_counts` of `days` Paris days before `end`, random levels from 0.3 to 3."""
     import numpy as np
     import pandas as pd
+
+    from bike_assets.sources.commuter_counts import commuter_counts
 
     rng = np.random.default_rng(seed)
     counters = [f"{100000000 + i}-{200000000 + i}" for i in range(n_counters)]
     local = pd.date_range(
         end - timedelta(days=days), periods=days * 24, freq="h", tz="Europe/Paris"
     )
-    hour = local.hour.to_numpy()
-    weekend = local.weekday.to_numpy() >= 5
-    profile = (
-        20
-        + 180 * np.exp(-0.5 * ((hour - 8) / 1.2) ** 2)
-        + 150 * np.exp(-0.5 * ((hour - 18) / 1.5) ** 2)
-    )
-    profile = np.where(weekend, 0.5 * profile + 30 * (hour >= 10) * (hour <= 19), profile)
-    mean = np.outer(rng.uniform(0.3, 3.0, n_counters), profile)
-    return pd.DataFrame(
-        {
-            "counter_id": np.repeat(np.asarray(counters, dtype=object), len(local)),
-            "timestamp": np.tile(local.tz_convert("UTC"), n_counters),
-            "count": rng.poisson(mean).ravel().astype(float),
-        }
-    )
+    return commuter_counts(counters, local, rng.uniform(0.3, 3.0, n_counters), rng)
 
 
 def publish_champion(data_dir: Path) -> list[str]:

@@ -1,8 +1,9 @@
 """Helpers for the serving tests: a tiny synthetic city, a real pipeline trained on it in well
 under a second, and the champion pointer that makes the app serve it.
 
-Deliberately self-contained (numpy + the platform's model/pointer modules only), so the serving
-tests do not depend on the synthetic source or the training assets being written elsewhere.
+Deliberately self-contained (the toy city of `sources/commuter_counts.py` + the platform's
+model/pointer modules only), so the serving tests do not depend on the synthetic source or the
+training assets being written elsewhere.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bike_assets.ml.model import ModelParams, build_pipeline
 from bike_assets.ml.pointer import ChampionPointer, write_pointer
 from bike_assets.resources.model_store import ModelStore, artifact_path
 from bike_assets.settings import PARIS_TZ, Settings
+from bike_assets.sources.commuter_counts import commuter_counts
 from bike_serving.app import create_app
 
 API_KEY = "test-admin-key-0123456789"
@@ -40,29 +42,12 @@ CACHE_HOURS = 48
 def synthetic_counts(
     n_counters: int = 5, days: int = 21, start: str = "2024-05-06", seed: int = 7
 ) -> pd.DataFrame:
-    """Hourly counts with commuter peaks (8h, 18h Paris time), quieter weekends, a per-counter
-    level and Poisson noise: enough structure for a 30-tree model to learn something."""
+    """`commuter_counts` of a 5-counter Paris from `start`, levels evenly from 0.5 to 2: enough
+    structure for a 30-tree model to learn something."""
     rng = np.random.default_rng(seed)
     counters = [f"1000{i:02d}-1010{i:02d}" for i in range(n_counters)]
     local = pd.date_range(start, periods=days * 24, freq="h", tz=PARIS_TZ)
-    hour = local.hour.to_numpy()
-    weekend = local.weekday.to_numpy() >= 5
-    profile = (
-        20
-        + 180 * np.exp(-0.5 * ((hour - 8) / 1.2) ** 2)
-        + 150 * np.exp(-0.5 * ((hour - 18) / 1.5) ** 2)
-    )
-    profile = np.where(weekend, 0.5 * profile + 30 * (hour >= 10) * (hour <= 19), profile)
-    level = np.linspace(0.5, 2.0, n_counters)
-    mean = np.outer(level, profile)  # [counter, hour]
-    counts = rng.poisson(mean)
-    return pd.DataFrame(
-        {
-            "counter_id": np.repeat(np.asarray(counters, dtype=object), len(local)),
-            "timestamp": np.tile(local.tz_convert("UTC"), n_counters),
-            "count": counts.ravel().astype(np.float64),
-        }
-    )
+    return commuter_counts(counters, local, np.linspace(0.5, 2.0, n_counters), rng)
 
 
 def train_pipeline(frame: pd.DataFrame, max_iter: int = 30, random_state: int = 0) -> Pipeline:
