@@ -6,6 +6,7 @@ from bike_serving.controllers.health import HealthController
 from bike_serving.controllers.metrics import MetricsController
 from bike_serving.controllers.model import ModelController
 from bike_serving.controllers.predict import PredictController
+from bike_serving.controllers.reports import ReportsController
 from bike_serving.controllers.runs import RunsController
 
 CONTROLLERS = [
@@ -16,6 +17,7 @@ CONTROLLERS = [
     AdminController,
     RunsController,
     MetricsController,
+    ReportsController,
 ]
 
 __all__ = ["CONTROLLERS"]
