@@ -437,12 +437,17 @@ def build_services(config: StackConfig, only: Iterable[str] | None = None) -> li
         )
     if "code-location" in wanted:
         # The code location runs the runs (default run launcher): it gets the whole environment,
-        # pointed at the stack's MLflow server and Pushgateway unless the caller chose others.
+        # pointed at the stack's MLflow server, Pushgateway and API (reports) unless the caller
+        # chose others.
         code_env = dict(config.env) | config.instance_env()
         if mlflow_on and not code_env.get("MLFLOW_TRACKING_URI", "").strip():
             code_env["MLFLOW_TRACKING_URI"] = config.mlflow_url
         if pushgateway_on and not code_env.get("PROMETHEUS_PUSHGATEWAY_URL", "").strip():
             code_env["PROMETHEUS_PUSHGATEWAY_URL"] = config.url(config.pushgateway_port)
+        if "api" in wanted and not code_env.get("BIKE_REPORTS_URL", "").strip():
+            # the API serves the reports folder (GET /reports/{name}): the UI's report links are
+            # http links that open, not file:// ones a browser refuses to follow from the UI
+            code_env["BIKE_REPORTS_URL"] = f"{config.api_url}/reports"
         code_env["BIKE_DATA_DIR"] = str(config.data_dir)
         services.append(
             Service(

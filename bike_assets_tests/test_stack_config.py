@@ -184,6 +184,25 @@ def test_secrets_go_only_to_the_process_that_needs_them(tmp_path: Path) -> None:
     assert not any("s3cr3t" in token for s in services.values() for token in s.argv)
 
 
+def test_report_links_in_the_ui_point_at_the_api_that_serves_them(tmp_path: Path) -> None:
+    env = {"BIKE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin", "BIKE_API_PORT": "8123"}
+    services = {s.name: s for s in stack.build_services(stack.StackConfig.from_env(env))}
+    code_env = services["code-location"].env
+    assert code_env["BIKE_REPORTS_URL"] == "http://127.0.0.1:8123/reports"
+    # the folder the code location writes reports to is the one the API serves
+    assert code_env["BIKE_DATA_DIR"] == services["api"].env["BIKE_DATA_DIR"]
+    # a URL the user chose wins; without the API nothing serves the folder: no URL is invented
+    chosen = env | {"BIKE_REPORTS_URL": "https://reports.example.org"}
+    (code,) = stack.build_services(stack.StackConfig.from_env(chosen), only=["code-location"])
+    assert code.env["BIKE_REPORTS_URL"] == "https://reports.example.org"
+    (alone,) = stack.build_services(stack.StackConfig.from_env(env), only=["code-location"])
+    assert "BIKE_REPORTS_URL" not in alone.env
+    # compose: the link a browser on the host opens is the API's published port
+    compose_env = COMPOSE["services"]["code-location"]["environment"]
+    assert compose_env["BIKE_REPORTS_URL"] == "${BIKE_REPORTS_URL:-http://127.0.0.1:8000/reports}"
+    assert "127.0.0.1:8000:8000" in COMPOSE["services"]["api"]["ports"]
+
+
 def test_ports_come_from_the_environment_and_bad_ones_are_refused(tmp_path: Path) -> None:
     config = stack.StackConfig.from_env(
         {"BIKE_DATA_DIR": str(tmp_path), "DAGSTER_WEBSERVER_PORT": "3123", "BIKE_API_PORT": "8123"}

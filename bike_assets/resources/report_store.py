@@ -6,9 +6,10 @@ Guarantees:
   to a temporary name and renamed; a GCS upload is one object write), and returns a
   `StoredReport` whose `uri` says where it is and whose `url` is what the UI links to;
 * `LocalReportStore`: files under `root` (`$BIKE_DATA_DIR/reports`). The URL is
-  `<base_url>/<name>` when something serves that folder (`BIKE_REPORTS_URL`), otherwise the
-  file's `file://` URL (it opens on the machine that runs Dagster; browsers refuse to follow a
-  file:// link from an http page on a click, so copy it, or set `BIKE_REPORTS_URL`);
+  `<base_url>/<name>` when something serves that folder (`BIKE_REPORTS_URL`; the forecast API
+  does, at `/reports/{name}`, and `bike stack` points it there), otherwise the file's `file://`
+  URL (it opens on the machine that runs Dagster; browsers refuse to follow a file:// link from
+  an http page on a click, so copy it, or set `BIKE_REPORTS_URL`);
 * `GcsReportStore`: objects `gs://<bucket>/<prefix>/reports/<name>`, linked through
   `https://storage.cloud.google.com/...`, which opens in the browser of a signed-in user who may
   read the bucket (nothing is made public);
