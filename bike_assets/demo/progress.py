@@ -96,7 +96,7 @@ class StepProgress:
         with self._lock:
             if self._current is not None:
                 self._write("\n")
-                self._current = None
+                self._current, self._width = None, 0
 
     # --- events -------------------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ class StepProgress:
             if self.live and self._current is not None:
                 self._rewrite(line)
                 self._write("\n")
-                self._current = None
+                self._current, self._width = None, 0
             else:
                 self._write(line + "\n")
 
