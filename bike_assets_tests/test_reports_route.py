@@ -77,6 +77,7 @@ def test_a_stored_report_is_served_with_its_content_type(client: TestClient[Any]
     assert html.headers["content-type"] == "text/html; charset=utf-8"
     assert html.headers["content-disposition"].startswith("inline")
     assert html.headers["x-content-type-options"] == "nosniff"
+    assert html.headers["content-security-policy"].startswith("sandbox")
     assert html.content == HTML
     report = client.get("/reports/evaluation_v3.json")
     assert report.status_code == 200

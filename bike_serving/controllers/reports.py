@@ -73,5 +73,12 @@ class ReportsController(Controller):
             media_type=MEDIA_TYPES[path.suffix],
             content_disposition_type="inline",  # shown in the browser, not downloaded
             # a report is rewritten under the same name (evaluation_v<N>.json)
-            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+            headers={
+                "Cache-Control": "no-cache",
+                "X-Content-Type-Options": "nosniff",
+                # Evidently's HTML runs its own inline scripts; the sandbox (without
+                # allow-same-origin) runs them in an opaque origin, so a report can never act
+                # as the API's origin (its cookies, storage, or requests that look same-origin)
+                "Content-Security-Policy": "sandbox allow-scripts allow-popups",
+            },
         )
