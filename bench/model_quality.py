@@ -67,6 +67,7 @@ from bike_assets.ml.model import (  # noqa: E402
     refit,
 )
 from bike_assets.ml.naive import fit_naive, seasonal_naive  # noqa: E402
+from bike_assets.ml.paris_days import paris_day_start  # noqa: E402
 from bike_assets.ml.pointer import ChampionPointer  # noqa: E402
 from bike_assets.ml.splits import SplitWindows, make_splits  # noqa: E402
 from bike_assets.settings import PARIS_TZ, Thresholds  # noqa: E402
@@ -91,10 +92,6 @@ def load_counts(path: str) -> pd.DataFrame:
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["count"] = frame["count"].astype(np.float64)
     return frame.sort_values(["timestamp", "counter_id"], kind="stable").reset_index(drop=True)
-
-
-def midnight(day: date | str) -> pd.Timestamp:
-    return pd.Timestamp(str(day), tz=PARIS_TZ).tz_convert("UTC")
 
 
 def between(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -173,7 +170,7 @@ MODELS = {
 # --- 1. windows -----------------------------------------------------------------------------
 def run_window(raw: pd.DataFrame, name: str, models: dict[str, Any]) -> list[dict[str, Any]]:
     first, last = WINDOWS[name]
-    start, end = midnight(first), midnight(date.fromisoformat(last) + timedelta(days=1))
+    start, end = paris_day_start(first), paris_day_start(last, 1)
     train = raw[raw["timestamp"] < start]
     test = between(raw, start, end)
     test = test[test["counter_id"].isin(set(train["counter_id"]))].reset_index(drop=True)
@@ -272,7 +269,7 @@ def rolling(raw: pd.DataFrame, weeks: int) -> list[Week]:
     out = []
     for k in range(weeks):
         week = Week(start=first + timedelta(days=7 * k))
-        start = midnight(week.start)
+        start = paris_day_start(week.start)
         data = raw[raw["timestamp"] < start]
         champion, week.decision, week.serve, window, week.retrain_s = retrain(
             data, window, champion, version=k + 1
@@ -280,7 +277,7 @@ def rolling(raw: pd.DataFrame, weeks: int) -> list[Week]:
         assert champion is not None
         week.served_version = f"v{champion.pointer.version} ({champion.pointer.kind})"
         plain = plain_hgbr(data)
-        test_week = between(raw, start, midnight(week.start + timedelta(days=7)))
+        test_week = between(raw, start, paris_day_start(week.start + timedelta(days=7)))
         naive_week = seasonal_naive(
             data,
             test_week[test_week["counter_id"].isin(known_counters(champion.pipeline))].reset_index(
@@ -293,15 +290,15 @@ def rolling(raw: pd.DataFrame, weeks: int) -> list[Week]:
             day = week.start + timedelta(days=d)
             if champion.level_as_of < day - timedelta(days=1):  # champion_level, daily
                 before = raw[
-                    (raw["timestamp"] < midnight(day))
-                    & (raw["timestamp"] >= midnight(day) - pd.Timedelta(weeks=4))
+                    (raw["timestamp"] < paris_day_start(day))
+                    & (raw["timestamp"] >= paris_day_start(day) - pd.Timedelta(weeks=4))
                 ]
                 champion = replace(
                     champion,
                     pipeline=refresh_level(champion.pipeline, before),
                     level_as_of=day - timedelta(days=1),
                 )
-            rows = between(raw, midnight(day), midnight(day + timedelta(days=1)))
+            rows = between(raw, paris_day_start(day), paris_day_start(day + timedelta(days=1)))
             rows = rows[rows["counter_id"].isin(known)].reset_index(drop=True)
             week.truth.append(rows["count"].to_numpy())
             week.predictions.setdefault("platform", []).append(

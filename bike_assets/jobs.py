@@ -7,8 +7,8 @@ import pandas as pd
 
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.lifecycle.champion_moves import promote, read_champion
-from bike_assets.lifecycle.champion_scores import latest_week, regression_hours, score_window
-from bike_assets.lifecycle.regression_window import current_window
+from bike_assets.lifecycle.champion_scores import latest_week, score_window
+from bike_assets.lifecycle.regression_window import current_window, regression_hours
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
 from bike_assets.resources.batch_metrics import BatchMetricsResource
@@ -98,6 +98,8 @@ def rollback_champion(
         metrics={"rolled_back_from": current.version if current else None},
         previous=current.summary() if current else None,
         kind=str(previous.get("kind") or "model") if known else "model",
+        # the artifact it served last (maybe a daily level update) and its MLflow version
+        registry_version=str(previous.get("registry_version") or "") if known else "",
     )
     reason = f"rollback from {current.version if current else 'none'} to {target}"
     promote(

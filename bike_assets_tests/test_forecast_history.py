@@ -4,6 +4,7 @@ model that issued it, and `champion_health` scoring the forecasts that were publ
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,13 +14,13 @@ import pytest
 
 from bike_assets.ml.metrics import score
 from bike_assets.ml.naive import fit_naive
+from bike_assets.ml.paris_days import last_whole_day, paris_day_start
 from bike_assets.ml.pointer import read_pointer
 from bike_assets.monitoring.forecast_history import (
     FORECAST_COLUMNS,
     ForecastModel,
     issue_forecast,
     normalize_forecasts,
-    paris_day_start,
     published_forecasts,
 )
 from bike_assets.resources.warehouse import DuckDBWarehouse
@@ -241,3 +242,29 @@ def test_history_read_back_from_bigquery_naming_is_the_same_history() -> None:
     # dagster-gcp stores column names upper-case; champion_health reads them back as they are
     shouted = HISTORY.rename(columns=str.upper).astype({"ISSUED_AT": str, "LEAD_HOURS": float})
     pd.testing.assert_frame_equal(normalize_forecasts(shouted), HISTORY)
+
+
+@pytest.mark.parametrize(
+    ("last_hour", "expected"),
+    [
+        ("2024-03-01T23:00:00+01:00", "2024-03-01"),  # the day's last hour: whole
+        ("2024-03-01T15:00:00+01:00", "2024-02-29"),  # half a day: the day before
+        ("2024-03-31T23:00:00+02:00", "2024-03-31"),  # a 23-hour day (clocks go forward)
+        ("2024-10-27T23:00:00+01:00", "2024-10-27"),  # a 25-hour day (clocks go back)
+    ],
+)
+def test_last_whole_paris_day(last_hour: str, expected: str) -> None:
+    assert last_whole_day(pd.Timestamp(last_hour).tz_convert("UTC")).isoformat() == expected
+    start = paris_day_start(expected)
+    assert start.tz_convert("Europe/Paris").hour == 0
+
+
+def test_the_warehouse_reads_the_forecasts_of_a_window_only(tmp_path: Path) -> None:
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
+    start, end = paris_day_start("2024-03-02"), paris_day_start("2024-03-03")
+    assert warehouse.read_between("predictions", start, end).empty  # no table yet
+    hours = pd.date_range(paris_day_start("2024-03-01"), paris_day_start("2024-03-04"), freq="h")
+    warehouse.append("predictions", pd.DataFrame({"timestamp": hours, "predicted_count": 1.0}))
+    window = warehouse.read_between("predictions", start, end)
+    assert len(window) == 24
+    assert window["timestamp"].min() == start and window["timestamp"].max() < end

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,9 @@ from bike_assets.ml.level_update import refresh_level
 from bike_assets.ml.model import build_pipeline, fit_pipeline, known_counters, predict_counts
 from bike_assets.ml.naive import fit_naive
 from bike_assets.ml.pointer import read_pointer
+from bike_assets.resources.model_store import ModelStore
 from bike_assets.resources.warehouse import DuckDBWarehouse
+from bike_assets.settings import REGISTERED_MODEL_NAME
 from bike_assets_tests.conftest import Platform
 from bike_assets_tests.test_model import COUNTERS, FAST, START, counts, future_rows
 
@@ -90,6 +93,30 @@ def test_champion_level_moves_the_pointer_of_the_same_version(platform: Platform
     assert moved.trained_range == promoted.trained_range  # the trees saw no new hour
     log = DuckDBWarehouse(database=str(platform.settings.warehouse_path)).read(DECISION_LOG)
     assert log.loc[log["kind"] == "level_update", "decision"].tolist() == ["LEVEL"]
+
+    # MLflow's `champion` alias follows: a version of its own, predicting what is served
+    client = mlflow.MlflowClient(platform.settings.mlflow_tracking_uri)
+    alias = client.get_model_version_by_alias(REGISTERED_MODEL_NAME, "champion")
+    assert promoted.registry_version == promoted.version
+    assert str(alias.version) == moved.registry_version != promoted.version
+    assert alias.tags["level_update_of"] == promoted.version
+    assert alias.tags["level_as_of"] == moved.level_as_of
+    registered = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL_NAME}@champion")
+    served = ModelStore(root=platform.settings.model_store_root).load(moved.model_uri)
+    stamps = pd.date_range(pd.Timestamp(last, tz="UTC"), periods=48, freq="h")
+    counters = known_counters(served)
+    rows = pd.DataFrame(
+        {
+            "counter_id": np.repeat(np.array(counters, dtype=object), len(stamps)),
+            "timestamp": np.tile(stamps, len(counters)),
+        }
+    )
+    records = rows.assign(timestamp=[t.isoformat() for t in rows["timestamp"]])
+    np.testing.assert_allclose(
+        np.asarray(registered.predict(records), dtype=float),
+        predict_counts(served, rows),
+        rtol=1e-9,
+    )
 
 
 def dg_key(name: str):  # type: ignore[no-untyped-def]

@@ -98,6 +98,8 @@ def test_champion_shows_pointer_metrics_and_cache(client: Client, tmp_path: Path
     assert body["metrics"] == {"rmse": 12.5, "r2": 0.91}
     assert body["kind"] == "model"
     assert body["trained_range"] == {"start": "2024-05-06", "end": "2024-05-27"}
+    # no daily level update yet: MLflow's `champion` alias names the promoted version itself
+    assert (body["level_as_of"], body["registry_version"]) == ("", "1")
     assert body["promoted_at"] == "2024-05-28T06:00:00+00:00"
     cache = body["forecast_cache"]
     assert datetime.fromisoformat(cache["start"]) == CACHE_START

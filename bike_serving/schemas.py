@@ -96,6 +96,10 @@ class ChampionResponse(msgspec.Struct):
     previous: dict[str, Any] | None
     loaded_at: datetime
     forecast_cache: CacheInfo
+    # the last Paris day the served recent level has seen (daily update; "" if never updated)
+    level_as_of: str = ""
+    # the MLflow version `models:/bike-counts@champion` names: `version` or its level update
+    registry_version: str = ""
 
 
 class HealthResponse(msgspec.Struct, omit_defaults=True):

@@ -1,6 +1,5 @@
 """The champion: the pointer to what is served, moved by the evaluation's decision."""
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -9,7 +8,7 @@ from pydantic import Field
 
 from bike_assets.lifecycle.audit import log_promotion
 from bike_assets.lifecycle.champion_moves import promote, read_champion
-from bike_assets.lifecycle.regression_window import current_window
+from bike_assets.lifecycle.regression_window import current_window, regression_hours
 from bike_assets.lifecycle.trained import TrainedModel, hours_of
 from bike_assets.ml.naive import HISTORY_WEEKS, fit_naive
 from bike_assets.ml.pointer import ChampionPointer
@@ -42,10 +41,6 @@ def _challenger_pointer(
     )
 
 
-def paris_midnight(day: date) -> pd.Timestamp:
-    return pd.Timestamp(day.isoformat(), tz=PARIS_TZ).tz_convert("UTC")
-
-
 def _last_day(end_exclusive: str) -> str:
     """The Paris day of the last hour before `end_exclusive`."""
     last = pd.Timestamp(end_exclusive) - pd.Timedelta(hours=1)
@@ -70,9 +65,7 @@ def _naive_pointer(
     window = current_window(warehouse)
     excluded = []
     if window is not None:
-        w_start, w_end = (
-            pd.Timestamp(d.isoformat(), tz=PARIS_TZ).tz_convert("UTC") for d in window
-        )
+        w_start, w_end = regression_hours(window)
         rows = rows[(rows["timestamp"] < w_start) | (rows["timestamp"] >= w_end)]
         excluded = [{"start": w_start.isoformat(), "end": w_end.isoformat()}]
     naive = fit_naive(rows)

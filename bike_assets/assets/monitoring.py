@@ -19,12 +19,12 @@ from pydantic import Field
 
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.ml.metrics import score
+from bike_assets.ml.paris_days import paris_day_start
 from bike_assets.monitoring.drift import measure_drift
 from bike_assets.monitoring.forecast_history import (
     LOOKBACK_DAYS,
     ForecastModel,
     issue_forecast,
-    paris_day_start,
     published_forecasts,
 )
 from bike_assets.partitions import DEFAULT
@@ -113,8 +113,9 @@ def champion_health(
         health.update(
             {"version": pointer.version, "window_start": str(start), "window_end": str(end)}
         )
-        # The whole history is read: a year of daily issues for 80 counters is ~5M small rows.
-        published = published_forecasts(warehouse.read("predictions"), pointer.version, start, end)
+        # only the forecasts for the window's hours (whatever day they were issued on)
+        forecasts = warehouse.read_between("predictions", start, end)
+        published = published_forecasts(forecasts, pointer.version, start, end)
         actual = warehouse.read_counts(start, end)[["counter_id", "timestamp", "count"]]
         actual = actual.assign(counter_id=actual["counter_id"].astype(str))
         joined = published.merge(actual, on=["counter_id", "timestamp"], how="inner")

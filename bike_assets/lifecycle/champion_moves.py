@@ -7,6 +7,8 @@ rollback job and the daily level update, so every move writes the pointer atomic
 
 from __future__ import annotations
 
+import dataclasses
+
 from bike_assets.lifecycle.audit import log_promotion
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.alerts import DiscordResource
@@ -40,10 +42,14 @@ def promote(
     alert_level: str = "info",
     set_alias: bool = True,
 ) -> None:
-    """Make `pointer` the champion, then record and announce it."""
+    """Make `pointer` the champion, then record and announce it. MLflow's `champion` alias
+    follows: to `pointer.registry_version` when it names a level update, else `version`."""
+    pointer = dataclasses.replace(
+        pointer, registry_version=pointer.registry_version or pointer.version
+    )
     store.write(pointer)
     if set_alias:
-        tracking.set_champion(pointer.version)
+        tracking.set_champion(pointer.registry_version)
     log_promotion(
         warehouse,
         run_id=run_id,

@@ -7,7 +7,7 @@ rows, so "how good is what we serve" never reads an in-sample number.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -16,13 +16,9 @@ from bike_assets.lifecycle.unseen import unseen_mask
 from bike_assets.ml.metrics import score
 from bike_assets.ml.model import known_counters, predict_counts
 from bike_assets.ml.naive import HISTORY_WEEKS, seasonal_naive
+from bike_assets.ml.paris_days import last_whole_day, paris_day_start
 from bike_assets.ml.pointer import ChampionPointer
 from bike_assets.resources.warehouse import Warehouse
-from bike_assets.settings import PARIS_TZ
-
-
-def _midnight(day: date) -> pd.Timestamp:
-    return pd.Timestamp(day.isoformat(), tz=PARIS_TZ).tz_convert("UTC")
 
 
 def score_window(
@@ -59,13 +55,5 @@ def latest_week(warehouse: Warehouse) -> tuple[pd.Timestamp, pd.Timestamp] | Non
     last = warehouse.last_count_timestamp()
     if last is None:
         return None
-    # the day holding the last hour counts only if it is whole
-    after = last + pd.Timedelta(hours=1)
-    end_day = after.tz_convert(PARIS_TZ).date()
-    if after != _midnight(end_day):
-        end_day -= timedelta(days=1)
-    return _midnight(end_day - timedelta(days=7)), _midnight(end_day)
-
-
-def regression_hours(window: tuple[date, date]) -> tuple[pd.Timestamp, pd.Timestamp]:
-    return _midnight(window[0]), _midnight(window[1])
+    end_day = last_whole_day(last) + timedelta(days=1)
+    return paris_day_start(end_day, -7), paris_day_start(end_day)

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 
+from bike_assets.ml.paris_days import paris_day_start
 from bike_assets.resources.warehouse import Warehouse
 
 TABLE = "regression_window"
@@ -24,6 +25,11 @@ def current_window(warehouse: Warehouse) -> tuple[date, date] | None:
         return None
     latest = rows.sort_values("recorded_at").iloc[-1]
     return date.fromisoformat(str(latest["start_day"])), date.fromisoformat(str(latest["end_day"]))
+
+
+def regression_hours(window: tuple[date, date]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[start, end) of the window's Paris days, in UTC."""
+    return paris_day_start(window[0]), paris_day_start(window[1])
 
 
 def record_window(

@@ -46,6 +46,9 @@ class ChampionPointer:
     evaluated_range: dict[str, Any] = field(default_factory=dict)
     # the last Paris day whose counts the served artifact's recent level has seen (daily update)
     level_as_of: str = ""
+    # the MLflow model version `@champion` names: `version` itself, or after a daily level
+    # update the version registered for it (tagged level_update_of=version); "" before #15
+    registry_version: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -58,6 +61,7 @@ class ChampionPointer:
             "trained_range": self.trained_range,
             "promoted_at": self.promoted_at,
             "kind": self.kind,
+            "registry_version": self.registry_version,
         }
 
     @classmethod
@@ -81,6 +85,7 @@ class ChampionPointer:
             kind=str(data.get("kind") or "model"),
             evaluated_range=dict(data.get("evaluated_range") or {}),
             level_as_of=str(data.get("level_as_of") or ""),
+            registry_version=str(data.get("registry_version") or ""),
         )
 
 

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from bike_assets.ml.paris_days import paris_day_start
 from bike_assets.settings import PARIS_TZ
 
 
@@ -100,12 +101,10 @@ class Splits:
         }
 
 
-def _at(day: date) -> pd.Timestamp:
-    return pd.Timestamp(day.isoformat(), tz=PARIS_TZ).tz_convert("UTC")
-
-
 def _between(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
-    mask = (frame["timestamp"] >= _at(start)) & (frame["timestamp"] < _at(end))
+    mask = (frame["timestamp"] >= paris_day_start(start)) & (
+        frame["timestamp"] < paris_day_start(end)
+    )
     return frame.loc[mask].reset_index(drop=True)
 
 

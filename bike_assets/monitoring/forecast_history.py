@@ -28,8 +28,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from bike_assets.ml.model import known_counters, predict_counts
+from bike_assets.ml.paris_days import paris_day_start
 from bike_assets.ml.pointer import ChampionPointer
-from bike_assets.settings import PARIS_TZ
 
 FORECAST_COLUMNS = [
     "issued_at",
@@ -46,12 +46,6 @@ FORECAST_COLUMNS = [
     "created_at",
 ]
 LOOKBACK_DAYS = 7  # a counter silent for a week is not forecast (removed or broken)
-
-
-def paris_day_start(day: str, offset_days: int = 0) -> pd.Timestamp:
-    """Start of the Paris day `day` (YYYY-MM-DD) + `offset_days`, in UTC (DST-aware)."""
-    local = (pd.Timestamp(day) + pd.Timedelta(days=offset_days)).tz_localize(PARIS_TZ)
-    return local.tz_convert("UTC")
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,25 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
         for key, value in tags.items():
             client.set_model_version_tag(self.registered_model_name, version, key, str(value))
 
+    def log_level_update(
+        self, pipeline: Pipeline, *, of_version: str, level_as_of: str, dagster_run_id: str
+    ) -> str:
+        """Register the champion `of_version` with its recent level refreshed up to
+        `level_as_of` as a version of its own (tagged with both), so that `@champion` keeps
+        naming exactly what the API serves after a daily update. The caller moves the alias."""
+        tags = {"level_update_of": of_version, "level_as_of": level_as_of}
+        logged = self.log_training(
+            pipeline,
+            params={},
+            metrics={},
+            tags=tags,
+            run_name=f"level-v{of_version}-{level_as_of}",
+            dagster_run_id=dagster_run_id,
+            alias=None,
+        )
+        self.tag_version(logged.version, tags)
+        return logged.version
+
     def set_champion(self, version: str) -> None:
         self._client().set_registered_model_alias(self.registered_model_name, "champion", version)
 

@@ -145,8 +145,14 @@ class Warehouse(dg.ConfigurableResource, ABC):  # type: ignore[misc]
         """The whole table, empty frame if it does not exist yet."""
 
     @abstractmethod
+    def read_between(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Rows of `table` with `start <= timestamp < end` (one filtered query: the cost follows
+        the window, not the history); empty frame if the table does not exist yet."""
+
     def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """raw_counts rows with `start <= timestamp < end`, in the tidy schema."""
+        frame = self.read_between("raw_counts", start, end)
+        return coerce_tidy(frame if len(frame.columns) else pd.DataFrame(columns=TIDY_COLUMNS))
 
     @abstractmethod
     def last_count_timestamp(self) -> pd.Timestamp | None:
@@ -190,15 +196,14 @@ class DuckDBWarehouse(Warehouse):
         with self._duckdb().get_connection() as conn:
             return conn.execute(f"SELECT * FROM {SCHEMA}.{table}").df()  # nosec B608
 
-    def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        if self.read_exists("raw_counts"):
-            with self._duckdb().get_connection() as conn:
-                frame = conn.execute(
-                    f"SELECT * FROM {SCHEMA}.raw_counts WHERE timestamp >= ? AND timestamp < ?",  # nosec B608
-                    [start.to_pydatetime(), end.to_pydatetime()],
-                ).df()
-            return coerce_tidy(frame)
-        return coerce_tidy(pd.DataFrame(columns=TIDY_COLUMNS))
+    def read_between(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        if not self.read_exists(table):
+            return pd.DataFrame()
+        with self._duckdb().get_connection() as conn:
+            return conn.execute(
+                f"SELECT * FROM {SCHEMA}.{table} WHERE timestamp >= ? AND timestamp < ?",  # nosec B608
+                [start.to_pydatetime(), end.to_pydatetime()],
+            ).df()
 
     def last_count_timestamp(self) -> pd.Timestamp | None:
         if not self.read_exists("raw_counts"):
@@ -258,11 +263,12 @@ class BigQueryWarehouse(Warehouse):
         except NotFound:
             return pd.DataFrame()
 
-    def read_counts(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    def read_between(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        from google.api_core.exceptions import NotFound
         from google.cloud import bigquery
 
         query = (
-            f"SELECT * FROM `{self.project}.{self.dataset}.raw_counts` "  # nosec B608
+            f"SELECT * FROM `{self.project}.{self.dataset}.{table}` "  # nosec B608
             "WHERE timestamp >= @start AND timestamp < @end"
         )
         config = bigquery.QueryJobConfig(
@@ -271,8 +277,10 @@ class BigQueryWarehouse(Warehouse):
                 bigquery.ScalarQueryParameter("end", "TIMESTAMP", end.to_pydatetime()),
             ]
         )
-        frame = self._client().query(query, job_config=config).to_dataframe()
-        return coerce_tidy(frame if len(frame.columns) else pd.DataFrame(columns=TIDY_COLUMNS))
+        try:
+            return self._client().query(query, job_config=config).to_dataframe()
+        except NotFound:
+            return pd.DataFrame()
 
     def stored_rows_by_day(self, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, int]:
         from google.api_core.exceptions import NotFound

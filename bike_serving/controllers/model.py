@@ -38,4 +38,6 @@ class ModelController(Controller):
                 hours=cache.n_hours,
                 counters=len(champion.counters),
             ),
+            level_as_of=pointer.level_as_of,
+            registry_version=pointer.registry_version or pointer.version,
         )
