@@ -143,6 +143,9 @@ class Settings:
     code_git_url: str = ""
     code_git_branch: str = "main"
     reports_base_url: str = ""
+    # the MLflow UI that shows this tracking store, when tracking goes straight to a database
+    # (sqlite/Postgres): links then open there instead of the artifact folder
+    mlflow_ui_url: str = ""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -186,6 +189,7 @@ class Settings:
             code_git_url=env.get("BIKE_CODE_GIT_URL", "").strip().rstrip("/"),
             code_git_branch=env.get("BIKE_CODE_GIT_BRANCH", "").strip() or "main",
             reports_base_url=env.get("BIKE_REPORTS_URL", "").strip().rstrip("/"),
+            mlflow_ui_url=env.get("MLFLOW_UI_URL", "").strip().rstrip("/"),
             thresholds=Thresholds.from_env(env),
         ).validated()
 

@@ -25,6 +25,7 @@ from dagster._core.definitions.freshness import (
     TimeWindowFreshnessPolicy,
 )
 from dagster._core.test_utils import freeze_time
+from mlflow import MlflowClient
 
 from bike_assets.catalog import PREDICTIONS_OWN
 from bike_assets.monitoring.forecast_history import FORECAST_COLUMNS
@@ -248,6 +249,13 @@ def test_mlflow_links_are_urls_on_a_server_and_file_urls_otherwise(tmp_path: Pat
     version_link = local.model_version_link("7")
     assert isinstance(version_link, dg.PathMetadataValue)
     assert version_link.path == "models:/bike-counts/7"
+
+    # the same store shown by an MLflow UI (MLFLOW_UI_URL, the demo's `mlflow ui`): UI links
+    shown = MlflowTracking(tracking_uri=local.tracking_uri, ui_url="http://127.0.0.1:5000/")
+    ui_link = shown.run_link(run_id)
+    assert isinstance(ui_link, dg.UrlMetadataValue)
+    experiment = MlflowClient(local.tracking_uri).get_run(run_id).info.experiment_id
+    assert ui_link.url == f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
 
 
 def test_local_reports_are_written_whole_and_linked_by_a_url_that_opens(tmp_path: Path) -> None:

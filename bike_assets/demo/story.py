@@ -42,6 +42,10 @@ def _prepare_env(args: argparse.Namespace) -> tuple[date, date, date]:
     os.environ.setdefault("BIKE_SOURCE", "synthetic")
     os.environ.setdefault("BIKE_SYNTHETIC_DRIFT_DATE", drift.isoformat())
     os.environ.setdefault("BIKE_PARTITIONS_START", (start - timedelta(days=1)).isoformat())
+    # The links the demo leaves in the Dagster UI open once the README's "Afterwards" servers
+    # run: the model server on :8000 serves the reports, `mlflow ui` on :5000 the sqlite store.
+    os.environ.setdefault("BIKE_REPORTS_URL", "http://127.0.0.1:8000/reports")
+    os.environ.setdefault("MLFLOW_UI_URL", "http://127.0.0.1:5000")
     # MLflow sets its loggers' level from this when it is imported (INFO by default)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     return start, drift, end

@@ -122,6 +122,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "tracking": MlflowTracking(
                 tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
                 artifact_location=f"{gcs_root}/mlartifacts",
+                ui_url=settings.mlflow_ui_url,
             ),
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -139,5 +140,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "tracking": MlflowTracking(
             tracking_uri=from_env_var("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri),
             artifact_location=str(settings.data_dir / "mlartifacts"),
+            ui_url=settings.mlflow_ui_url,
         ),
     }

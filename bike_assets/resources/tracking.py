@@ -89,6 +89,12 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
     artifact_location: str = Field(
         default="", description="Where new experiments store artifacts (local dir or gs://...)."
     )
+    ui_url: str = Field(
+        default="",
+        description="The MLflow UI showing this store when tracking goes straight to a database "
+        "(MLFLOW_UI_URL, e.g. `mlflow ui` on the demo's sqlite store); empty: derived from an "
+        "http(s) tracking URI, else links are artifact folders.",
+    )
 
     def _client(self) -> Any:
         from mlflow import MlflowClient
@@ -264,7 +270,7 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[misc]
     def server_url(self) -> str | None:
         """The MLflow UI's base URL when tracking goes to an http(s) server, else None. Any
         user:password in the tracking URI is dropped: the link is shown to every UI user."""
-        return ui_base_url(self.tracking_uri)
+        return self.ui_url.rstrip("/") or ui_base_url(self.tracking_uri)
 
     def run_link(self, run_id: str) -> dg.MetadataValue:
         """The run in the MLflow UI (a URL) on a server; otherwise its artifact folder as a
