@@ -33,7 +33,7 @@ _DAYS = re.compile(
     r"progress: (?P<done>\d+)/(?P<total>\d+) days\b.*?(?P<rows>[\d,]+) rows so far"
     r"(?:.*?(?P<rate>[\d.]+) days/s)?"
 )
-LABEL_WIDTH = 20
+LABEL_WIDTH = 36  # the longest step key, evaluation_report_challenger_is_sane
 
 
 @dataclass(frozen=True)

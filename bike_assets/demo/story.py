@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         "\nNext: `dagster dev -w workspace.yaml` to browse these runs "
         f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']}),\n"
-        "      `uvicorn bike_serving.app:app` to keep the model server running."
+        "      `uvicorn bike_serving.app:app --port 8000` to keep the model server running "
+        "(it also serves the reports the UI links to),\n"
+        f"      `mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000` for "
+        "the MLflow links."
     )
     return 0
