@@ -210,7 +210,19 @@ def test_champion_health_scores_the_published_forecasts(champion_on_january: Pla
     assert waiting["state"] == "insufficient_data"
     assert "materialize the `predictions` issue days" in waiting["reason"]
 
-    issue(platform, "2024-02-09", "2024-02-15")
+    every_3 = {"ops": {"predictions": {"config": {"progress_every_days": 3}}}}
+    backfill = platform.run(
+        "daily_predictions_job",
+        tags={RANGE_START: "2024-02-09", RANGE_END: "2024-02-15"},
+        run_config=every_3,
+    )
+    # a backfill of issue days says how far it is (what the demo's progress line shows)
+    progress = [
+        entry.user_message.split(" days")[0]
+        for entry in platform.instance.all_logs(backfill.run_id)
+        if entry.user_message.startswith("predictions progress:")
+    ]
+    assert progress == [f"predictions progress: {n}/7" for n in (3, 6, 7)]
     health = materialize_health(platform)
     assert health["state"] == "ok", health
 

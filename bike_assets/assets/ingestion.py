@@ -12,7 +12,6 @@ Guarantees (issue #13):
 - a long backfill logs its progress every `progress_every_days` days (#14).
 """
 
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from bike_assets.backfill_progress import BackfillProgress
 from bike_assets.partitions import DEFAULT
 from bike_assets.resources.batch_metrics import BatchMetricsResource
 from bike_assets.resources.thresholds import DecisionThresholds
@@ -93,27 +93,11 @@ def shrink_message(window: str, shrinks: Sequence[Shrink], min_kept_ratio: float
     )
 
 
-class _ProgressLog:
-    """Logs a backfill's progress every `every` days (and at the end), from the source's reports."""
-
-    def __init__(self, context: dg.AssetExecutionContext, keys: Sequence[str], every: int) -> None:
-        self.context, self.keys, self.every = context, keys, every
-        self.started, self.logged = time.monotonic(), 0
+class _FetchProgress(BackfillProgress):
+    """The source's progress reports, logged as the backfill's."""
 
     def __call__(self, p: FetchProgress) -> None:
-        if p.days_total <= self.every:  # a day or a week: nothing worth a line
-            return
-        if p.days_done - self.logged < self.every and p.days_done < p.days_total:
-            return
-        self.logged = p.days_done
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate, left = p.days_done / elapsed, p.days_total - p.days_done
-        self.context.log.info(
-            f"raw_counts progress: {p.days_done}/{p.days_total} days "
-            f"(to {self.keys[min(p.days_done, len(self.keys)) - 1]}), "
-            f"{p.rows:,} rows so far, {left} days left, "
-            f"{rate:.1f} days/s ({p.rows / elapsed:,.0f} rows/s), ETA {left / rate:.0f} s"
-        )
+        self.update(p.days_done, p.days_total, p.rows)
 
 
 @dg.asset(
@@ -142,7 +126,7 @@ def raw_counts(
     start: datetime = window.start
     end: datetime = window.end
     keys = list(context.partition_keys)
-    progress = _ProgressLog(context, keys, config.progress_every_days)
+    progress = _FetchProgress(context, "raw_counts", keys, config.progress_every_days)
     batch = source.fetch(start, end, progress=progress)
     frame = batch.frame
     # The source answers for [start, end); anything else would leak into a neighbour partition.

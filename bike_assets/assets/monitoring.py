@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from bike_assets.backfill_progress import BackfillProgress
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.ml.metrics import score
 from bike_assets.ml.paris_days import paris_day_start
@@ -234,6 +235,9 @@ def drift_report(
 
 class PredictionsConfig(dg.Config):
     horizon_days: int = Field(7, ge=1, le=31, description="Paris days forecast from the issue day.")
+    progress_every_days: int = Field(
+        default=30, ge=1, description="A backfill logs its progress every this many issue days."
+    )
 
 
 @dg.asset(
@@ -280,12 +284,15 @@ def predictions(
         paris_day_start(keys[0], -LOOKBACK_DAYS), paris_day_start(keys[-1])
     )
     created_at = datetime.now(UTC)
-    issues = []
-    for key in keys:
+    issues, rows = [], 0
+    progress = BackfillProgress(context, "predictions", keys, config.progress_every_days)
+    for done, key in enumerate(keys, start=1):
         issue = issue_forecast(
             pipeline, model, key, counts, horizon_days=config.horizon_days, created_at=created_at
         )
         issues.append(issue)
+        rows += len(issue)
+        progress.update(done, len(keys), rows)
         context.add_asset_metadata(
             {
                 "dagster/row_count": len(issue),

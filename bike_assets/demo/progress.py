@@ -27,8 +27,8 @@ from typing import Any, TextIO
 
 import dagster as dg
 
-# What raw_counts logs (bike_assets.assets.ingestion._ProgressLog); the test of the demo's
-# progress runs the real asset, so a change of that wording fails there, not silently here.
+# What a backfill logs (bike_assets/backfill_progress.py: raw_counts, predictions); the test of
+# the demo's progress runs the real asset, so a change of that wording fails there.
 _DAYS = re.compile(
     r"progress: (?P<done>\d+)/(?P<total>\d+) days\b.*?(?P<rows>[\d,]+) rows so far"
     r"(?:.*?(?P<rate>[\d.]+) days/s)?"
