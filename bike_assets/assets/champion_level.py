@@ -56,16 +56,20 @@ def champion_level(
         recent = recent[(recent["timestamp"] < start_w) | (recent["timestamp"] >= end_w)]
     updated = refresh_level(model_store.load(pointer.model_uri), recent)
     uri = model_store.save(updated, f"{pointer.version}-level-{last_day.isoformat()}")
-    latest, _ = read_champion(champion_store)
-    if latest is None or latest.version != pointer.version:
-        # a promotion landed meanwhile: its artifact is fresher than this update
-        return dg.MaterializeResult(metadata={"state": "superseded", "reason": "new champion"})
     registered = tracking.log_level_update(
         updated,
         of_version=pointer.version,
         level_as_of=last_day.isoformat(),
         dagster_run_id=context.run.run_id,
     )
+    # read again just before writing (registration takes seconds): the window in which a
+    # promotion could land between this read and the write stays as short as it can be
+    latest, _ = read_champion(champion_store)
+    if latest is None or latest.version != pointer.version:
+        # a promotion landed meanwhile: its artifact is fresher than this update
+        return dg.MaterializeResult(
+            metadata={"state": "superseded", "reason": "new champion", "unused_version": registered}
+        )
     moved = dataclasses.replace(
         latest, model_uri=uri, level_as_of=last_day.isoformat(), registry_version=registered
     )
