@@ -2,7 +2,7 @@
 """The project's two entry points, needing nothing but Python 3.11 and pip.
 
     python3 run.py demo   # install, then ingest -> train -> evaluate -> promote -> drift -> serve
-    python3 run.py test   # install (with dev tools), then lint, type-check and run every test
+    python3 run.py test   # install (with dev tools), then lint, format check, type-check, every test
 
 Both create `.venv/` beside this file on first use and reinstall only when pyproject.toml or
 constraints.txt changed. Every install is pinned by constraints.txt (the lock: `uv pip compile`,
@@ -61,6 +61,7 @@ def test(args: list[str]) -> int:
     ensure_installed("dev,prod")
     for step in (
         (BIN / "ruff", "check", "."),
+        (BIN / "ruff", "format", "--check", "."),  # what the pre-commit hook formats
         (BIN / "mypy",),
         # security lint; its justified skips are in pyproject.toml [tool.bandit]
         (BIN / "bandit", "-q", "-c", "pyproject.toml", "-r", "bike_assets", "bike_serving"),

@@ -46,8 +46,10 @@ def counts(weeks: int, start: pd.Timestamp = START, seed: int = 0) -> pd.DataFra
     rng = np.random.default_rng(seed)
     local = pd.date_range(start, periods=weeks * 7 * 24, freq="h")
     hour, weekend = local.hour.to_numpy(), local.weekday.to_numpy() >= 5
-    shape = 5 + 80 * np.exp(-0.5 * ((hour - 8) / 1.2) ** 2) + 70 * np.exp(
-        -0.5 * ((hour - 18) / 1.5) ** 2
+    shape = (
+        5
+        + 80 * np.exp(-0.5 * ((hour - 8) / 1.2) ** 2)
+        + 70 * np.exp(-0.5 * ((hour - 18) / 1.5) ** 2)
     )
     shape = np.where(weekend, 0.4 * shape, shape)
     level = np.array([0.5, 1.0, 2.0])
@@ -74,8 +76,10 @@ def future_rows(history: pd.DataFrame, hours: int = 48) -> pd.DataFrame:
     after = history["timestamp"].max() + pd.Timedelta(hours=1)
     stamps = pd.date_range(after, periods=hours, freq="h")
     return pd.DataFrame(
-        {"counter_id": np.repeat(np.array(COUNTERS, dtype=object), hours),
-         "timestamp": np.tile(stamps, len(COUNTERS))}
+        {
+            "counter_id": np.repeat(np.array(COUNTERS, dtype=object), hours),
+            "timestamp": np.tile(stamps, len(COUNTERS)),
+        }
     )
 
 
@@ -99,8 +103,9 @@ def test_unknown_counter_raises_and_names_it(fitted, history) -> None:
 def test_naive_timestamps_are_refused(fitted) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         to_utc(pd.Series(pd.to_datetime(["2024-05-13 08:00"])))
-    rows = pd.DataFrame({"counter_id": [COUNTERS[0]],
-                         "timestamp": pd.to_datetime(["2024-05-13 08:00"])})
+    rows = pd.DataFrame(
+        {"counter_id": [COUNTERS[0]], "timestamp": pd.to_datetime(["2024-05-13 08:00"])}
+    )
     with pytest.raises(ValueError, match="timezone-aware"):
         predict_counts(fitted, rows)
 
@@ -203,21 +208,24 @@ def test_fit_transform_equals_transform_on_the_training_rows(history) -> None:
     changed[last_week] = 10_000.0
     other = ForecastFeatures().fit(frame, changed).transform(frame)
     level = FORECAST_FEATURE_NAMES.index("recent_level")
-    np.testing.assert_array_equal(other[last_week.to_numpy(), level],
-                                  at_fit[last_week.to_numpy(), level])
+    np.testing.assert_array_equal(
+        other[last_week.to_numpy(), level], at_fit[last_week.to_numpy(), level]
+    )
 
 
 def test_a_public_holiday_takes_the_level_of_a_sunday(history) -> None:
     features = ForecastFeatures().fit(history[["counter_id", "timestamp"]], history["count"])
     # Easter Monday 2024-04-01 08:00 Paris vs Sunday 03-31 and Monday 03-25, all after the
     # training data (which ends 2024-03-17)
-    rows = pd.DataFrame({
-        "counter_id": [COUNTERS[1]] * 3,
-        "timestamp": pd.to_datetime(
-            ["2024-04-01T08:00+02:00", "2024-03-31T08:00+02:00", "2024-03-25T08:00+01:00"],
-            utc=True,  # two offsets (DST starts on 03-31): same instants, one UTC dtype
-        ),
-    })
+    rows = pd.DataFrame(
+        {
+            "counter_id": [COUNTERS[1]] * 3,
+            "timestamp": pd.to_datetime(
+                ["2024-04-01T08:00+02:00", "2024-03-31T08:00+02:00", "2024-03-25T08:00+01:00"],
+                utc=True,  # two offsets (DST starts on 03-31): same instants, one UTC dtype
+            ),
+        }
+    )
     x = features.transform(rows)
     level = x[:, FORECAST_FEATURE_NAMES.index("recent_level")]
     assert x[0, FORECAST_FEATURE_NAMES.index("public_holiday")] == 1.0
@@ -226,13 +234,14 @@ def test_a_public_holiday_takes_the_level_of_a_sunday(history) -> None:
 
 
 def test_month_and_day_of_year_are_blanked_with_less_than_a_year(history) -> None:
-    x = ForecastFeatures().fit(history[["counter_id", "timestamp"]], history["count"]).transform(
-        future_rows(history)
+    x = (
+        ForecastFeatures()
+        .fit(history[["counter_id", "timestamp"]], history["count"])
+        .transform(future_rows(history))
     )
     for name in ("month", "day_of_year"):
         assert np.unique(x[:, FORECAST_FEATURE_NAMES.index(name)]).tolist() == [0.0]
-    raw = ForecastFeatures(annual="raw").fit(history[["counter_id", "timestamp"]],
-                                             history["count"])
+    raw = ForecastFeatures(annual="raw").fit(history[["counter_id", "timestamp"]], history["count"])
     assert raw.transform(future_rows(history))[0, FORECAST_FEATURE_NAMES.index("month")] == 3.0
 
 
@@ -258,8 +267,9 @@ def test_outage_days_are_whole_zero_days_of_one_counter() -> None:
 
 
 def test_recency_weights_halve_every_half_life() -> None:
-    stamps = pd.Series(pd.to_datetime(["2024-01-01T00:00Z", "2024-01-29T00:00Z",
-                                       "2024-02-26T00:00Z"]))
+    stamps = pd.Series(
+        pd.to_datetime(["2024-01-01T00:00Z", "2024-01-29T00:00Z", "2024-02-26T00:00Z"])
+    )
     np.testing.assert_allclose(recency_weights(stamps, 28.0), [0.25, 0.5, 1.0])
     assert recency_weights(stamps, None) is None
 
@@ -272,8 +282,9 @@ def test_seasonal_naive_is_the_median_of_the_4_weeks_before(history) -> None:
     expected = []
     for _, row in test.iterrows():
         same = [row["timestamp"] - pd.Timedelta(weeks=w) for w in (1, 2, 3, 4)]
-        values = history[(history["counter_id"] == row["counter_id"])
-                         & history["timestamp"].isin(same)]["count"]
+        values = history[
+            (history["counter_id"] == row["counter_id"]) & history["timestamp"].isin(same)
+        ]["count"]
         assert len(values) == 4
         expected.append(float(np.median(values)))
     np.testing.assert_allclose(seasonal_naive(history, test), expected)

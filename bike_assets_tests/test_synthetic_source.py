@@ -59,7 +59,8 @@ def test_a_month_equals_its_days_fetched_one_by_one() -> None:
     month = source.fetch(paris(2021, 3, 1), paris(2021, 4, 1)).frame
     days = [
         source.fetch(paris(2021, 3, d), paris(2021, 3, d) + timedelta(days=1)).frame
-        if d < 31 else source.fetch(paris(2021, 3, 31), paris(2021, 4, 1)).frame
+        if d < 31
+        else source.fetch(paris(2021, 3, 31), paris(2021, 4, 1)).frame
         for d in range(1, 32)
     ]
     joined = pd.concat(days, ignore_index=True).sort_values(KEY_COLUMNS).reset_index(drop=True)
@@ -141,8 +142,10 @@ def test_catalogue_looks_like_paris() -> None:
     assert (cat["counter_id"].str.slice(0, 9) == cat["site_id"]).all()
     direction = r"(?:N|S|E|O|NE|NO|SE|SO)"
     assert cat["counter_name"].str.contains(rf" {direction}-{direction}$").all()
-    assert all(name.startswith(site) for name, site in zip(cat["counter_name"], cat["site_name"],
-                                                            strict=True))
+    assert all(
+        name.startswith(site)
+        for name, site in zip(cat["counter_name"], cat["site_name"], strict=True)
+    )
     sites = cat.groupby("site_id").size()
     assert 35 <= len(sites) <= 50
     assert (sites == 1).any()
@@ -261,8 +264,9 @@ def test_level_shift_changes_the_drifted_counters_after_the_date_only(
 
 def test_broken_counters_report_zeros_or_a_stuck_value(no_drift: pd.DataFrame) -> None:
     drifted = drifted_counters(SEED, N, 0.4)
-    frame = generate_counts(*DRIFT_WINDOW, seed=SEED, n_counters=N, drift_date=DRIFT_DATE,
-                            drift_kind="broken_counter")
+    frame = generate_counts(
+        *DRIFT_WINDOW, seed=SEED, n_counters=N, drift_date=DRIFT_DATE, drift_kind="broken_counter"
+    )
     before, after = split_at_drift(frame)
     pd.testing.assert_frame_equal(before, split_at_drift(no_drift)[0])
 
@@ -278,29 +282,43 @@ def test_broken_counters_report_zeros_or_a_stuck_value(no_drift: pd.DataFrame) -
 
 def test_drift_share_zero_means_no_drift(no_drift: pd.DataFrame) -> None:
     assert drifted_counters(SEED, N, 0.0) == []
-    frame = generate_counts(*DRIFT_WINDOW, seed=SEED, n_counters=N, drift_date=DRIFT_DATE,
-                            drift_share=0.0)
+    frame = generate_counts(
+        *DRIFT_WINDOW, seed=SEED, n_counters=N, drift_date=DRIFT_DATE, drift_share=0.0
+    )
     pd.testing.assert_frame_equal(frame, no_drift)
 
 
 # ------------------------------------------------------------------ the Dagster resource
 def test_resource_fetch_matches_the_pure_function() -> None:
-    source = SyntheticCounts(seed=7, n_counters=12, drift_date="2021-06-03",
-                             drift_kind="broken_counter", drift_share=0.5)
+    source = SyntheticCounts(
+        seed=7, n_counters=12, drift_date="2021-06-03", drift_kind="broken_counter", drift_share=0.5
+    )
     start, end = paris(2021, 6, 1), paris(2021, 6, 5)
     batch = source.fetch(start, end)
     assert isinstance(batch, CountsBatch)
     assert batch.dropped == 0
-    expected = generate_counts(start, end, seed=7, n_counters=12, drift_date="2021-06-03",
-                               drift_kind="broken_counter", drift_share=0.5)
+    expected = generate_counts(
+        start,
+        end,
+        seed=7,
+        n_counters=12,
+        drift_date="2021-06-03",
+        drift_kind="broken_counter",
+        drift_share=0.5,
+    )
     pd.testing.assert_frame_equal(batch.frame, expected)
     pd.testing.assert_frame_equal(source.counters(), synthetic_counters(7, 12))
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("n_counters", 0), ("n_counters", 201), ("drift_kind", "meteor"),
-     ("drift_date", "31/05/2021"), ("drift_share", 1.5)],
+    [
+        ("n_counters", 0),
+        ("n_counters", 201),
+        ("drift_kind", "meteor"),
+        ("drift_date", "31/05/2021"),
+        ("drift_share", 1.5),
+    ],
 )
 def test_resource_refuses_bad_configuration(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
@@ -308,12 +326,14 @@ def test_resource_refuses_bad_configuration(field: str, value: object) -> None:
 
 
 def test_resource_from_settings() -> None:
-    settings = Settings.from_env({
-        "BIKE_SYNTHETIC_SEED": "3",
-        "BIKE_SYNTHETIC_COUNTERS": "60",
-        "BIKE_SYNTHETIC_DRIFT_DATE": "2021-05-31",
-        "BIKE_SYNTHETIC_DRIFT_KIND": "broken_counter",
-    })
+    settings = Settings.from_env(
+        {
+            "BIKE_SYNTHETIC_SEED": "3",
+            "BIKE_SYNTHETIC_COUNTERS": "60",
+            "BIKE_SYNTHETIC_DRIFT_DATE": "2021-05-31",
+            "BIKE_SYNTHETIC_DRIFT_KIND": "broken_counter",
+        }
+    )
     source = SyntheticCounts.from_settings(settings)
     assert (source.seed, source.n_counters) == (3, 60)
     assert (source.drift_date, source.drift_kind) == ("2021-05-31", "broken_counter")

@@ -132,6 +132,7 @@ _T_DRIFT_RANK, _T_DRIFT_MODE, _T_DRIFT_SIZE = 20, 21, 22
 _T_CATALOGUE = 23
 
 # Street names for believable site names (real Paris streets, bridges and quays).
+# fmt: off
 _STREETS: Final = (
     "boulevard Diderot", "quai d'Issy", "avenue de la porte de Charenton",
     "avenue de la porte de Bagnolet", "rue d'Aubervilliers", "quai de l'Hôtel de Ville",
@@ -158,6 +159,7 @@ _BRIDGES: Final = (
     "Pont Marie", "Pont Neuf", "Pont de la Concorde", "Pont Alexandre III", "Pont de l'Alma",
     "Pont de Grenelle", "Pont Mirabeau", "Pont de Tolbiac", "Voie Georges Pompidou",
 )
+# fmt: on
 _DIRECTION_PAIRS: Final = (("E-O", "O-E"), ("N-S", "S-N"), ("NE-SO", "SO-NE"), ("NO-SE", "SE-NO"))
 
 
@@ -235,8 +237,16 @@ def _poisson(lam: F64, uniform: F64, normal: F64) -> I64:
     return out
 
 
-def _runs(seed: int, start_tag: int, len_tag: int, counters: I64, first: int, n: int,
-          prob: F64 | float, max_len: int) -> Bool:
+def _runs(
+    seed: int,
+    start_tag: int,
+    len_tag: int,
+    counters: I64,
+    first: int,
+    n: int,
+    prob: F64 | float,
+    max_len: int,
+) -> Bool:
     """Mask of units (hours or days) `first..first+n-1` covered by a random run per counter.
 
     A run starts at unit s with probability `prob` (per counter) and lasts 1..max_len units, both
@@ -251,7 +261,7 @@ def _runs(seed: int, start_tag: int, len_tag: int, counters: I64, first: int, n:
     for lag in range(max_len):
         # a run that started `lag` units before unit i covers i when it is longer than lag
         lo = max_len - 1 - lag
-        covered |= starts[:, lo:lo + n] & (length[:, lo:lo + n] > lag)
+        covered |= starts[:, lo : lo + n] & (length[:, lo : lo + n] > lag)
     return covered
 
 
@@ -381,8 +391,10 @@ def synthetic_counters(seed: int, n_counters: int) -> pd.DataFrame:
     _check_n_counters(n_counters)
     frame = _catalogue(seed).frame.iloc[:n_counters]
     out = frame.astype(
-        {c: "string" for c in ("counter_id", "counter_name", "site_id", "site_name",
-                               "installation_date")}
+        {
+            c: "string"
+            for c in ("counter_id", "counter_name", "site_id", "site_name", "installation_date")
+        }
     ).astype({"lat": "float64", "lon": "float64"})
     return out.sort_values("counter_id", kind="stable").reset_index(drop=True)
 
@@ -393,8 +405,9 @@ def drifted_counters(seed: int, n_counters: int, drift_share: float = 0.4) -> li
     Exactly round(drift_share * n_counters) counters (at least one when drift_share > 0).
     """
     _check_n_counters(n_counters)
-    return sorted(_catalogue(seed).frame["counter_id"].iloc[_drift_index(seed, n_counters,
-                                                                          drift_share)])
+    return sorted(
+        _catalogue(seed).frame["counter_id"].iloc[_drift_index(seed, n_counters, drift_share)]
+    )
 
 
 def _drift_index(seed: int, n_counters: int, drift_share: float) -> I64:
@@ -455,8 +468,8 @@ def _weather(seed: int, days: I64) -> F64:
     # bit-identical whatever the window length (np.convolve may sum in another order)
     for lag in range(_WEATHER_LOOKBACK):
         lo = _WEATHER_LOOKBACK - 1 - lag
-        ar += _WEATHER_PHI**lag * innov[lo:lo + n_out]
-    ar_days = keys[_WEATHER_LOOKBACK - 1:]
+        ar += _WEATHER_PHI**lag * innov[lo : lo + n_out]
+    ar_days = keys[_WEATHER_LOOKBACK - 1 :]
     stationary_var = _WEATHER_SIGMA**2 / (1.0 - _WEATHER_PHI**2)
     level = np.exp(ar[np.searchsorted(ar_days, days)] - stationary_var / 2.0)
 
@@ -569,8 +582,9 @@ def generate_counts(
     # day type and day-level multiplier (shared by all counters)
     weekday = feats.weekday
     off_day = feats.public_holiday & (weekday < 5)
-    day_type = np.where(weekday == 5, 2, np.where((weekday == 6) | off_day, 3,
-                                                  np.where(feats.school_holiday, 1, 0)))
+    day_type = np.where(
+        weekday == 5, 2, np.where((weekday == 6) | off_day, 3, np.where(feats.school_holiday, 1, 0))
+    )
     level = np.where((weekday < 5) & ~off_day, _WEEKDAY_LEVEL[np.minimum(weekday, 4)], 1.0)
     level = level * np.where(off_day, _PUBLIC_HOLIDAY_LEVEL / _SUNDAY_LEVEL, 1.0)
     day_mult = level * feats.season * feats.weather
@@ -606,27 +620,61 @@ def generate_counts(
     counts = _poisson(lam, _uniform(seed, _T_POISSON, counters, hours), z_poisson)
 
     first_hour, first_day = int(hours[0]), int(days[0])
-    zero = _runs(seed, _T_ZR_START, _T_ZR_LEN, counters, first_hour, hours.size,
-                 _ZERO_RUN_HOURLY[0] * cat.flakiness[:n_counters], _ZERO_RUN_HOURLY[1])
-    zero |= _runs(seed, _T_ZD_START, _T_ZD_LEN, counters, first_day, int(days[-1]) - first_day + 1,
-                  _ZERO_RUN_DAILY[0], _ZERO_RUN_DAILY[1])[:, days - first_day][:, day_of_hour]
+    zero = _runs(
+        seed,
+        _T_ZR_START,
+        _T_ZR_LEN,
+        counters,
+        first_hour,
+        hours.size,
+        _ZERO_RUN_HOURLY[0] * cat.flakiness[:n_counters],
+        _ZERO_RUN_HOURLY[1],
+    )
+    zero |= _runs(
+        seed,
+        _T_ZD_START,
+        _T_ZD_LEN,
+        counters,
+        first_day,
+        int(days[-1]) - first_day + 1,
+        _ZERO_RUN_DAILY[0],
+        _ZERO_RUN_DAILY[1],
+    )[:, days - first_day][:, day_of_hour]
     counts[zero] = 0
 
     if drift_kind == "broken_counter" and drift_mask.any():
         stuck = _uniform(seed, _T_DRIFT_MODE, counters, [0])[:, 0] < 0.5
         stuck_value = np.maximum(
-            1, np.round(cat.scale[:n_counters] * (0.2 + 0.8 * _uniform(
-                seed, _T_DRIFT_SIZE, counters, [0])[:, 0]))
+            1,
+            np.round(
+                cat.scale[:n_counters]
+                * (0.2 + 0.8 * _uniform(seed, _T_DRIFT_SIZE, counters, [0])[:, 0])
+            ),
         ).astype(np.int64)
         broken_value = np.where(stuck, stuck_value, 0)[:, None]
         counts = np.where(drift_mask, broken_value, counts)
 
     present = local_day[None, :] >= cat.install_day[:n_counters, None]
-    present &= ~_runs(seed, _T_GH_START, _T_GH_LEN, counters, first_hour, hours.size,
-                      _GAP_HOURLY[0], _GAP_HOURLY[1])
-    present &= ~_runs(seed, _T_GD_START, _T_GD_LEN, counters, first_day,
-                      int(days[-1]) - first_day + 1, _GAP_DAILY[0],
-                      _GAP_DAILY[1])[:, days - first_day][:, day_of_hour]
+    present &= ~_runs(
+        seed,
+        _T_GH_START,
+        _T_GH_LEN,
+        counters,
+        first_hour,
+        hours.size,
+        _GAP_HOURLY[0],
+        _GAP_HOURLY[1],
+    )
+    present &= ~_runs(
+        seed,
+        _T_GD_START,
+        _T_GD_LEN,
+        counters,
+        first_day,
+        int(days[-1]) - first_day + 1,
+        _GAP_DAILY[0],
+        _GAP_DAILY[1],
+    )[:, days - first_day][:, day_of_hour]
 
     return _assemble(cat.frame.iloc[:n_counters], hours, counts, present)
 
@@ -669,9 +717,7 @@ class SyntheticCounts(CountsSource):
     drift_date: str | None = Field(
         default=None, description="ISO date (Paris) from which a drift event applies, if set."
     )
-    drift_kind: str = Field(
-        default="level_shift", description="'level_shift' or 'broken_counter'."
-    )
+    drift_kind: str = Field(default="level_shift", description="'level_shift' or 'broken_counter'.")
     drift_share: float = Field(
         default=0.4, ge=0.0, le=1.0, description="Share of counters hit by the drift event."
     )
