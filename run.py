@@ -2,7 +2,7 @@
 """The project's two entry points, needing nothing but Python 3.11 and pip.
 
     python3 run.py demo   # install, then ingest -> train -> evaluate -> promote -> drift -> serve
-    python3 run.py test   # install (with dev tools), then lint, format check, type-check, every test
+    python3 run.py test   # install (with dev tools), then lint, format check, type-check, tests
 
 Both create `.venv/` beside this file on first use and reinstall only when pyproject.toml or
 constraints.txt changed. Every install is pinned by constraints.txt (the lock: `uv pip compile`,
