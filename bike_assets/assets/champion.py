@@ -8,7 +8,7 @@ from pydantic import Field
 
 from bike_assets.lifecycle.audit import log_promotion
 from bike_assets.lifecycle.champion_moves import promote, read_champion
-from bike_assets.lifecycle.regression_window import current_window, regression_hours
+from bike_assets.lifecycle.regression_window import outside_window
 from bike_assets.lifecycle.trained import TrainedModel, hours_of
 from bike_assets.ml.naive import HISTORY_WEEKS, fit_naive
 from bike_assets.ml.pointer import ChampionPointer
@@ -62,12 +62,7 @@ def _naive_pointer(
         raise dg.Failure("raw_counts is empty: nothing to fit the naive on")
     end = last + pd.Timedelta(hours=1)
     rows = warehouse.read_counts(end - pd.Timedelta(weeks=HISTORY_WEEKS), end)
-    window = current_window(warehouse)
-    excluded = []
-    if window is not None:
-        w_start, w_end = regression_hours(window)
-        rows = rows[(rows["timestamp"] < w_start) | (rows["timestamp"] >= w_end)]
-        excluded = [{"start": w_start.isoformat(), "end": w_end.isoformat()}]
+    rows, excluded = outside_window(rows, warehouse)
     naive = fit_naive(rows)
     trained_range: dict[str, Any] = {**hours_of(rows), "excluded": excluded}
     logged = tracking.log_training(

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bike_assets.lifecycle.audit import record_decision
 from bike_assets.lifecycle.champion_moves import read_champion
-from bike_assets.lifecycle.regression_window import current_window, regression_hours
+from bike_assets.lifecycle.regression_window import outside_window
 from bike_assets.ml.level_update import LEVEL_WEEKS_NEEDED, refresh_level
 from bike_assets.ml.paris_days import last_whole_day, paris_day_start
 from bike_assets.resources.champion_store import ChampionStore
@@ -50,10 +50,7 @@ def champion_level(
         )
     end = paris_day_start(last_day, 1)
     recent = warehouse.read_counts(end - pd.Timedelta(weeks=LEVEL_WEEKS_NEEDED), end)
-    window = current_window(warehouse)
-    if window is not None:
-        start_w, end_w = regression_hours(window)
-        recent = recent[(recent["timestamp"] < start_w) | (recent["timestamp"] >= end_w)]
+    recent, _ = outside_window(recent, warehouse)
     updated = refresh_level(model_store.load(pointer.model_uri), recent)
     uri = model_store.save(updated, f"{pointer.version}-level-{last_day.isoformat()}")
     registered = tracking.log_level_update(

@@ -32,6 +32,19 @@ def regression_hours(window: tuple[date, date]) -> tuple[pd.Timestamp, pd.Timest
     return paris_day_start(window[0]), paris_day_start(window[1])
 
 
+def outside_window(
+    rows: pd.DataFrame, warehouse: Warehouse
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """`rows` without the hours of the window in force, and the excluded hours as a pointer's
+    `trained_range["excluded"]` records them ([] before the first retrain)."""
+    window = current_window(warehouse)
+    if window is None:
+        return rows, []
+    start, end = regression_hours(window)
+    kept = rows[(rows["timestamp"] < start) | (rows["timestamp"] >= end)]
+    return kept, [{"start": start.isoformat(), "end": end.isoformat()}]
+
+
 def record_window(
     warehouse: Warehouse, window: tuple[date, date], *, run_id: str, reason: str
 ) -> None:
